@@ -1,0 +1,97 @@
+"""Configuration classes, read from environment variables.
+
+`SHOP_CONFIG` picks the class (development, testing, production); development is the default so
+that `make run` works on a fresh machine with SQLite in `instance/`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("SHOP_INSTANCE_PATH", BASE_DIR / "instance"))
+
+DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 - a marker production refuses
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+class Config:
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}"
+    )
+    SQLALCHEMY_RECORD_QUERIES = False
+    # Uploads (prescriptions) are capped; larger requests get the 413 page.
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 12 * 1024 * 1024)
+    # Seconds a SQLite connection waits for a writer before giving up.
+    SQLITE_BUSY_TIMEOUT_SECONDS = _env_int("SQLITE_BUSY_TIMEOUT_SECONDS", 30)
+
+    CURRENCY = os.environ.get("SHOP_CURRENCY", "USD")
+    # A package with this many packs or fewer still available shows "Only N left".
+    LOW_STOCK_PACKS = _env_int("LOW_STOCK_PACKS", 5)
+
+    # What a legitimate pharmacy shows on every page. Demo values until configured.
+    PHARMACY_NAME = os.environ.get("PHARMACY_NAME", "Clearwater Pharmacy (demo)")
+    PHARMACY_ADDRESS = os.environ.get(
+        "PHARMACY_ADDRESS", "120 Harbor Street, Suite 4, Portland, OR 97204, USA"
+    )
+    PHARMACY_PHONE = os.environ.get("PHARMACY_PHONE", "+1 (503) 555-0142")
+    PHARMACY_EMAIL = os.environ.get("PHARMACY_EMAIL", "pharmacist@clearwater.example")
+    PHARMACY_LICENCE = os.environ.get("PHARMACY_LICENCE", "Oregon Board of Pharmacy RP-0000000 (demo)")
+    PHARMACIST_IN_CHARGE = os.environ.get(
+        "PHARMACIST_IN_CHARGE", "Dana Whitfield, PharmD, licence RPH-0000000 (demo)"
+    )
+    PHARMACY_HOURS = os.environ.get("PHARMACY_HOURS", "Monday to Friday, 9:00 to 18:00 Pacific")
+
+    DEMO_MODE = False
+
+
+class DevelopmentConfig(Config):
+    DEBUG = False  # the Werkzeug debugger is never exposed; `make run` serves with waitress
+    DEMO_MODE = True
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SECRET_KEY = "testing-secret-key"  # noqa: S105
+    WTF_CSRF_ENABLED = True
+    DEMO_MODE = True
+
+
+class ProductionConfig(Config):
+    SESSION_COOKIE_SECURE = True
+
+    @classmethod
+    def validate(cls, settings: dict) -> None:
+        """Refuse to start with development defaults."""
+        problems = []
+        if settings.get("SECRET_KEY") in (None, "", DEFAULT_SECRET_KEY):
+            problems.append("SECRET_KEY must be set to a long random value")
+        elif len(str(settings["SECRET_KEY"])) < 32:
+            problems.append("SECRET_KEY must be at least 32 characters")
+        if not os.environ.get("DATABASE_URL"):
+            problems.append("DATABASE_URL must name the production database")
+        if problems:
+            raise RuntimeError("Production configuration refused: " + "; ".join(problems))
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_env() -> type[Config]:
+    name = os.environ.get("SHOP_CONFIG", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(
+            f"SHOP_CONFIG={name!r} is not one of {', '.join(sorted(CONFIGS))}"
+        ) from None

@@ -1,0 +1,78 @@
+"""The pharmacy storefront application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+import config as shop_config
+
+
+def create_app(config: type[shop_config.Config] | Mapping[str, Any] | None = None) -> Flask:
+    """Build the application. No side effects: no migrations, no network, no prompts.
+
+    `config` is a config class, or a mapping of overrides applied on top of the class chosen by
+    the environment (SHOP_CONFIG).
+    """
+    app = Flask(
+        __name__,
+        instance_path=str(shop_config.INSTANCE_DIR),
+        template_folder=str(shop_config.BASE_DIR / "templates"),
+        static_folder=str(shop_config.BASE_DIR / "static"),
+    )
+    load_config(app, config)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    return app
+
+
+def load_config(app: Flask, config: type[shop_config.Config] | Mapping[str, Any] | None) -> None:
+    if isinstance(config, type):
+        config_class, overrides = config, {}
+    else:
+        config_class, overrides = shop_config.config_from_env(), dict(config or {})
+    app.config.from_object(config_class)
+    app.config.update(overrides)
+    validate = getattr(config_class, "validate", None)
+    if validate is not None:
+        validate(app.config)
+
+
+def register_extensions(app: Flask) -> None:
+    from shop import database, models  # noqa: F401 - models registers every table
+    from shop.extensions import csrf, db, migrate
+
+    database.init_app(app)
+    migrate.init_app(app, db, directory=str(shop_config.BASE_DIR / "migrations"))
+    csrf.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from shop.catalog.routes import bp as catalog_bp
+    from shop.pages.routes import bp as pages_bp
+
+    app.register_blueprint(catalog_bp)
+    app.register_blueprint(pages_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from shop import errors
+
+    errors.init_app(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from shop import templating
+
+    templating.init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    from shop import cli
+
+    cli.init_app(app)

@@ -1,0 +1,1 @@
+"""Catalog: products, strengths, packages, monographs and search."""

@@ -1,0 +1,53 @@
+"""The package table a customer sees: money.price_table plus stock state per package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from shop import money
+from shop.catalog.models import Package, Product, Strength
+
+IN_STOCK, LOW_STOCK, OUT_OF_STOCK = "in_stock", "low_stock", "out_of_stock"
+
+
+@dataclass(frozen=True)
+class PackageRow:
+    package: Package
+    price: money.PriceLine
+    packs_available: int
+    stock_state: str
+
+    @property
+    def currency(self) -> str:
+        return self.package.currency
+
+
+def stock_state(packs_available: int, low_stock_packs: int) -> str:
+    if packs_available <= 0:
+        return OUT_OF_STOCK
+    if packs_available <= low_stock_packs:
+        return LOW_STOCK
+    return IN_STOCK
+
+
+def package_rows(strength: Strength, low_stock_packs: int) -> list[PackageRow]:
+    packages = strength.active_packages
+    lines = money.price_table([(p.units, p.price_cents) for p in packages])
+    available = max(strength.stock_available, 0)
+    rows = []
+    for package, line in zip(packages, lines, strict=True):
+        packs = available // package.units
+        rows.append(PackageRow(package, line, packs, stock_state(packs, low_stock_packs)))
+    return rows
+
+
+def lowest_per_unit_cents(product: Product) -> int | None:
+    """The lowest per-pill price over the product's active strengths and packages, as shown."""
+    best: Fraction | None = None
+    for strength in product.active_strengths:
+        for package in strength.active_packages:
+            exact = money.per_unit_exact(package.price_cents, package.units)
+            if best is None or exact < best:
+                best = exact
+    return None if best is None else money.round_half_up(best)

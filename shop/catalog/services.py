@@ -1,0 +1,128 @@
+"""Catalog queries. Each runs a fixed number of SQL statements whatever the catalog's size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import joinedload, selectinload
+
+from shop.catalog.models import Monograph, Product, ProductAlias, Strength, search_key
+from shop.catalog.pricing import PackageRow, lowest_per_unit_cents, package_rows
+from shop.extensions import db
+
+MAX_QUERY_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class ProductSummary:
+    product: Product
+    from_per_unit_cents: int | None
+    currency: str
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    product: Product
+    strength: Strength | None
+    rows: list[PackageRow]
+
+
+def _with_catalog_tree(stmt: sa.Select) -> sa.Select:
+    return stmt.options(
+        selectinload(Product.strengths).selectinload(Strength.packages),
+        selectinload(Product.aliases),
+        joinedload(Product.monograph),
+    )
+
+
+def _summaries(products: list[Product], currency: str) -> list[ProductSummary]:
+    return [ProductSummary(p, lowest_per_unit_cents(p), currency) for p in products]
+
+
+def list_products(currency: str) -> list[ProductSummary]:
+    stmt = _with_catalog_tree(sa.select(Product).where(Product.active).order_by(Product.name))
+    return _summaries(list(db.session.scalars(stmt)), currency)
+
+
+def _like_pattern(key: str) -> str:
+    escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _normalised(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    # The SQL twin of search_key() for the common punctuation in drug names.
+    return sa.func.lower(sa.func.replace(sa.func.replace(column, "-", " "), ".", " "))
+
+
+def normalise_query(query: str) -> str:
+    return search_key(query[:MAX_QUERY_LENGTH])
+
+
+def search_products(query: str, currency: str) -> list[ProductSummary]:
+    """Active products whose name, generic name, brand name or synonym contains the query,
+    case-insensitively and ignoring hyphens ("low-dose" finds "low dose")."""
+    key = normalise_query(query)
+    if not key:
+        return []
+    pattern = _like_pattern(key)
+    alias_hit = (
+        sa.select(ProductAlias.id)
+        .where(ProductAlias.product_id == Product.id)
+        .where(ProductAlias.search_key.like(pattern, escape="\\"))
+        .exists()
+    )
+    stmt = _with_catalog_tree(
+        sa.select(Product)
+        .where(Product.active)
+        .where(
+            sa.or_(
+                _normalised(Product.name).like(pattern, escape="\\"),
+                _normalised(Product.generic_name).like(pattern, escape="\\"),
+                alias_hit,
+            )
+        )
+        .order_by(Product.name)
+    )
+    return _summaries(list(db.session.scalars(stmt)), currency)
+
+
+def get_product_page(slug: str, strength_slug: str | None, low_stock_packs: int) -> ProductPage:
+    """The product and the package table of the chosen strength (the first one by default).
+
+    :raise LookupError: no active product has that slug, or it has no such active strength.
+    """
+    stmt = _with_catalog_tree(sa.select(Product).where(Product.slug == slug, Product.active))
+    product = db.session.scalars(stmt).first()
+    if product is None:
+        raise LookupError(slug)
+    strengths = product.active_strengths
+    if strength_slug is None:
+        strength = strengths[0] if strengths else None
+    else:
+        strength = next((s for s in strengths if s.slug == strength_slug), None)
+        if strength is None:
+            raise LookupError(strength_slug)
+    rows = package_rows(strength, low_stock_packs) if strength else []
+    return ProductPage(product, strength, rows)
+
+
+def get_monograph(slug: str) -> Monograph:
+    """:raise LookupError: no monograph has that slug."""
+    stmt = sa.select(Monograph).where(Monograph.slug == slug).options(
+        selectinload(Monograph.sections),
+        selectinload(Monograph.uses),
+        selectinload(Monograph.dosing),
+        selectinload(Monograph.safety_entries),
+        selectinload(Monograph.faq),
+        selectinload(Monograph.products),
+    )
+    monograph = db.session.scalars(stmt).first()
+    if monograph is None:
+        raise LookupError(slug)
+    return monograph
+
+
+def list_monographs() -> list[Monograph]:
+    stmt = sa.select(Monograph).order_by(Monograph.title).options(selectinload(Monograph.products))
+    return list(db.session.scalars(stmt))
