@@ -6,6 +6,7 @@ that `make run` works on a fresh machine with SQLite in `instance/`.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -31,6 +32,26 @@ class Config:
     # Seconds a SQLite connection waits for a writer before giving up.
     SQLITE_BUSY_TIMEOUT_SECONDS = _env_int("SQLITE_BUSY_TIMEOUT_SECONDS", 30)
 
+    # Sessions: the cookie holds a random token; the server keeps and can revoke the session.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_IDLE_MINUTES_STAFF = _env_int("SESSION_IDLE_MINUTES_STAFF", 15)
+    SESSION_IDLE_MINUTES_CUSTOMER = _env_int("SESSION_IDLE_MINUTES_CUSTOMER", 60)
+    SESSION_ABSOLUTE_HOURS = _env_int("SESSION_ABSOLUTE_HOURS", 12)
+    PERMANENT_SESSION_LIFETIME = dt.timedelta(hours=SESSION_ABSOLUTE_HOURS)
+    PASSWORD_RESET_MINUTES = _env_int("PASSWORD_RESET_MINUTES", 30)
+
+    # Rate limits (Flask-Limiter). Memory by default; e.g. redis://127.0.0.1:6379/0 to share them
+    # between server processes.
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    SIGN_IN_LIMIT_PER_ADDRESS = os.environ.get("SIGN_IN_LIMIT_PER_ADDRESS", "30 per 15 minutes")
+    SIGN_IN_LIMIT_PER_ACCOUNT = os.environ.get("SIGN_IN_LIMIT_PER_ACCOUNT", "5 per 15 minutes")
+    RESET_LIMIT_PER_ADDRESS = os.environ.get("RESET_LIMIT_PER_ADDRESS", "10 per hour")
+    RESET_LIMIT_PER_ACCOUNT = os.environ.get("RESET_LIMIT_PER_ACCOUNT", "3 per hour")
+
+    HSTS = False
+    DEV_MAILBOX = False
+
     CURRENCY = os.environ.get("SHOP_CURRENCY", "USD")
     # A package with this many packs or fewer still available shows "Only N left".
     LOW_STOCK_PACKS = _env_int("LOW_STOCK_PACKS", 5)
@@ -54,6 +75,7 @@ class Config:
 class DevelopmentConfig(Config):
     DEBUG = False  # the Werkzeug debugger is never exposed; `make run` serves with waitress
     DEMO_MODE = True
+    DEV_MAILBOX = True
 
 
 class TestingConfig(Config):
@@ -61,10 +83,12 @@ class TestingConfig(Config):
     SECRET_KEY = "testing-secret-key"  # noqa: S105
     WTF_CSRF_ENABLED = True
     DEMO_MODE = True
+    DEV_MAILBOX = True
 
 
 class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
+    HSTS = True
 
     @classmethod
     def validate(cls, settings: dict) -> None:

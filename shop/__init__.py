@@ -45,25 +45,33 @@ def load_config(app: Flask, config: type[shop_config.Config] | Mapping[str, Any]
 
 def register_extensions(app: Flask) -> None:
     from shop import database, models  # noqa: F401 - models registers every table
-    from shop.extensions import csrf, db, migrate
+    from shop.accounts import login
+    from shop.extensions import csrf, db, limiter, migrate
 
     database.init_app(app)
     migrate.init_app(app, db, directory=str(shop_config.BASE_DIR / "migrations"))
     csrf.init_app(app)
+    limiter.init_app(app)
+    login.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
+    from shop.accounts.profile_routes import bp as profile_bp
+    from shop.accounts.routes import bp as accounts_bp
+    from shop.admin.routes import bp as admin_bp
     from shop.catalog.routes import bp as catalog_bp
+    from shop.notifications.routes import bp as notifications_bp
     from shop.pages.routes import bp as pages_bp
 
-    app.register_blueprint(catalog_bp)
-    app.register_blueprint(pages_bp)
+    for blueprint in (catalog_bp, pages_bp, accounts_bp, profile_bp, admin_bp, notifications_bp):
+        app.register_blueprint(blueprint)
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from shop import errors
+    from shop import errors, security
 
     errors.init_app(app)
+    security.init_app(app)
 
 
 def register_template_helpers(app: Flask) -> None:

@@ -1,22 +1,65 @@
-"""Access rules. Every view declares one; a test walks the URL map and fails on any that does not.
+"""Access rules. Every view declares exactly one; a test walks the URL map and fails on any view
+without one, and an access-matrix test checks each rule against every role.
 
-Only `public` exists so far; the accounts work adds signed-in, customer, pharmacist and admin.
+- public: anyone.
+- signed_in: any signed-in account (visitors are sent to sign in).
+- customer / pharmacist / admin: signed in with that role; other roles get 403.
+- two_factor_pending: a browser that has passed the password step and owes the second factor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from functools import wraps
+from typing import Any, TypeVar
 
-F = TypeVar("F", bound=Callable[..., object])
+from flask import abort, redirect, request, url_for
+from flask_login import current_user
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 ACCESS_ATTRIBUTE = "access_rule"
 
 
+def _declare(view: F, rule: str) -> F:
+    setattr(view, ACCESS_ATTRIBUTE, rule)
+    return view
+
+
 def public(view: F) -> F:
     """Anyone, signed in or not, may use this view."""
-    setattr(view, ACCESS_ATTRIBUTE, "public")
-    return view
+    return _declare(view, "public")
+
+
+def _sign_in_redirect() -> Any:
+    target = request.full_path if request.method == "GET" else request.path
+    return redirect(url_for("accounts.login", next=target.rstrip("?")))
+
+
+def _requires(rule: str, roles: tuple[str, ...] | None) -> Callable[[F], F]:
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return _sign_in_redirect()
+            if roles is not None and current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return _declare(wrapped, rule)  # type: ignore[arg-type]
+
+    return decorator
+
+
+signed_in = _requires("signed_in", None)
+customer = _requires("customer", ("customer",))
+pharmacist = _requires("pharmacist", ("pharmacist",))
+admin = _requires("admin", ("admin",))
+
+
+def two_factor_pending(view: F) -> F:
+    """Only for a browser between the password step and the second factor; the view checks it."""
+    return _declare(view, "two_factor_pending")
 
 
 def access_rule(view: Callable[..., object]) -> str | None:

@@ -1,5 +1,8 @@
 """Imports every model module so that the metadata (migrations, tests) sees all tables."""
 
+from shop import audit as audit_models
+from shop.accounts import models as account_models
 from shop.catalog import models as catalog_models
+from shop.notifications import models as notification_models
 
-__all__ = ["catalog_models"]
+__all__ = ["account_models", "audit_models", "catalog_models", "notification_models"]

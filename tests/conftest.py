@@ -28,7 +28,7 @@ from waitress.server import create_server
 
 from shop import create_app
 from shop.catalog.demo import load_demo_catalog
-from shop.extensions import db
+from shop.extensions import db, limiter
 
 TEST_DB = os.environ.get("SHOP_TEST_DB", "sqlite")
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -124,6 +124,7 @@ def fresh_catalog(request: pytest.FixtureRequest) -> Iterator[None]:
     with flask_app.app_context():
         reset_database()
         db.session.remove()
+        limiter.reset()
     yield
 
 
@@ -187,3 +188,108 @@ def live_server(app: Flask) -> Iterator[str]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# Accounts ------------------------------------------------------------------------------------------
+
+TEST_PASSWORD = "correct horse battery staple 42"
+TOTP_SECRET = "JBSWY3DPEHPK3PXPTESTSECRET2FA7Q4"
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    from shop.accounts.passwords import hash_password
+
+    return hash_password(TEST_PASSWORD)  # hashed once: scrypt is slow on purpose
+
+
+@pytest.fixture
+def make_user(app: Flask, password_hash: str) -> Callable[..., int]:
+    """Create an account directly (not through the form); returns its id."""
+    import datetime as dt
+
+    from shop.accounts.models import User
+
+    def make(email: str, role: str = "customer", **fields: object) -> int:
+        with app.app_context():
+            user = User(
+                email=email,
+                password_hash=password_hash,
+                legal_name=fields.pop("legal_name", email.split("@")[0].title()),
+                date_of_birth=fields.pop("date_of_birth", dt.date(1980, 1, 1)),
+                role=role,
+                **fields,
+            )
+            if role != "customer":
+                user.totp_secret, user.totp_enabled = TOTP_SECRET, True
+            db.session.add(user)
+            db.session.commit()
+            return user.id
+
+    return make
+
+
+@pytest.fixture
+def users(make_user: Callable[..., int]) -> dict[str, int]:
+    return {
+        "customer": make_user("customer@example.com"),
+        "other_customer": make_user("other@example.com"),
+        "pharmacist": make_user("pharmacist@example.com", role="pharmacist"),
+        "admin": make_user("admin@example.com", role="admin"),
+    }
+
+
+def totp_now() -> str:
+    import pyotp
+
+    return pyotp.TOTP(TOTP_SECRET).now()
+
+
+def csrf_token(client: FlaskClient, url: str = "/account/sign-in") -> str:
+    import re
+
+    html = client.get(url).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html
+    )
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def sign_in(client: FlaskClient, app: Flask, email: str, password: str = TEST_PASSWORD) -> object:
+    """Sign in through the real forms, including the second factor for staff."""
+    from shop.accounts.models import User
+
+    response = client.post(
+        "/account/sign-in",
+        data={"email": email, "password": password, "csrf_token": csrf_token(client)},
+    )
+    if response.status_code == 302 and "/sign-in/verify" in response.headers["Location"]:
+        with app.app_context():
+            # Each test signs staff in afresh; forget the last used step so a code can repeat.
+            db.session.execute(sa.update(User).where(User.email == email).values(totp_last_step=None))
+            db.session.commit()
+        response = client.post(
+            "/account/sign-in/verify",
+            data={"code": totp_now(), "csrf_token": csrf_token(client, "/account/sign-in/verify")},
+        )
+    return response
+
+
+@pytest.fixture
+def signed_in(app: Flask, users: dict[str, int]) -> Callable[[str], FlaskClient]:
+    """`signed_in("customer")` -> a client signed in as that test user."""
+    emails = {
+        "customer": "customer@example.com",
+        "other_customer": "other@example.com",
+        "pharmacist": "pharmacist@example.com",
+        "admin": "admin@example.com",
+    }
+
+    def make(role: str) -> FlaskClient:
+        client = app.test_client()
+        response = sign_in(client, app, emails[role])
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        return client
+
+    return make

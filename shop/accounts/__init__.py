@@ -1,0 +1,1 @@
+"""Accounts: registration, sign-in, sessions, roles, two-factor sign-in and the patient profile."""

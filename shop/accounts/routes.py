@@ -1,0 +1,236 @@
+"""Sign-in, registration, password management and two-factor sign-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user
+
+from shop import access
+from shop.accounts import forms, services, sessions, two_factor
+from shop.accounts.models import User
+from shop.extensions import limiter
+from shop.safe_redirect import safe_next
+
+bp = Blueprint("accounts", __name__, url_prefix="/account")
+
+TOTP_SETUP_KEY = "totp_setup_secret"
+
+
+def _form_email() -> str:
+    # Rate-limit key per account: the normalised address typed into the form.
+    return "account:" + request.form.get("email", "").strip().lower()[:254]
+
+
+def _failed(response: Any) -> bool:
+    # Only failed attempts count towards the limit (success redirects).
+    return getattr(response, "status_code", 200) != 302
+
+
+def _apply_errors(form: forms.FlaskForm, error: services.FormErrors) -> None:
+    for name, message in error.errors.items():
+        field = getattr(form, name, None)
+        if field is not None:
+            field.errors = [*field.errors, message]
+        else:
+            flash(message, "error")
+
+
+def _after_sign_in(default: str = "accounts.overview") -> Any:
+    return redirect(safe_next(request.values.get("next")) or url_for(default))
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@access.public
+@limiter.limit("10 per hour", methods=["POST"], deduct_when=_failed)
+def register() -> Any:
+    if current_user.is_authenticated:
+        return redirect(url_for("accounts.overview"))
+    form = forms.RegisterForm()
+    if form.validate_on_submit():
+        try:
+            user = services.create_user(
+                email=form.email.data,
+                password=form.password.data,
+                legal_name=form.legal_name.data,
+                date_of_birth=form.date_of_birth.data,
+                consent=form.consent.data,
+            )
+        except services.FormErrors as error:
+            _apply_errors(form, error)
+        else:
+            services.sign_in(user)
+            flash("Welcome! Your account is ready.", "success")
+            return redirect(url_for("profile.profile"))
+    return render_template("accounts/register.html", form=form)
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@access.public
+@limiter.limit(lambda: current_app.config["SIGN_IN_LIMIT_PER_ADDRESS"], methods=["POST"],
+               deduct_when=_failed)
+@limiter.limit(lambda: current_app.config["SIGN_IN_LIMIT_PER_ACCOUNT"], methods=["POST"],
+               key_func=_form_email, deduct_when=_failed)
+def login() -> Any:
+    if current_user.is_authenticated:
+        return _after_sign_in()
+    form = forms.SignInForm(next=request.args.get("next", ""))
+    if form.validate_on_submit():
+        user = services.authenticate(form.email.data, form.password.data)
+        if user is None:
+            # One message for a wrong email and a wrong password alike.
+            form.password.errors = ["The email address or password is not correct."]
+        else:
+            owes_second_factor = services.sign_in(user)
+            if owes_second_factor:
+                endpoint = "accounts.verify" if user.totp_enabled else "accounts.enrol"
+                return redirect(url_for(endpoint, next=safe_next(form.next.data) or ""))
+            return _after_sign_in()
+    return render_template("accounts/login.html", form=form, demo_accounts=_demo_accounts())
+
+
+def _demo_accounts() -> list[dict[str, str]]:
+    if not current_app.config.get("DEMO_MODE"):
+        return []
+    from shop.accounts.demo import demo_account_hints
+
+    return demo_account_hints()
+
+
+@bp.route("/sign-in/verify", methods=["GET", "POST"])
+@access.two_factor_pending
+@limiter.limit("10 per 5 minutes", methods=["POST"], deduct_when=_failed)
+def verify() -> Any:
+    user = sessions.pending_user()
+    if user is None or not user.totp_enabled:
+        return redirect(url_for("accounts.login"))
+    form = forms.SecondFactorForm()
+    if form.validate_on_submit():
+        if services.complete_second_factor(user, form.code.data):
+            return _after_sign_in()
+        form.code.errors = ["That code is not correct or was already used. Try the newest code."]
+    return render_template("accounts/verify.html", form=form)
+
+
+@bp.route("/sign-in/enrol", methods=["GET", "POST"])
+@access.two_factor_pending
+@limiter.limit("10 per 5 minutes", methods=["POST"], deduct_when=_failed)
+def enrol() -> Any:
+    """Staff who have not set up two-factor sign-in do it here before anything else."""
+    user = sessions.pending_user()
+    if user is None or user.totp_enabled:
+        return redirect(url_for("accounts.login"))
+    return _enrolment(user, template="accounts/enrol.html")
+
+
+def _enrolment(user: User, template: str) -> Any:
+    secret = session.get(TOTP_SETUP_KEY) or two_factor.new_secret()
+    session[TOTP_SETUP_KEY] = secret
+    form = forms.EnrolForm()
+    if form.validate_on_submit():
+        codes = services.enable_two_factor(user, secret, form.code.data)
+        if codes is not None:
+            session.pop(TOTP_SETUP_KEY, None)
+            return render_template("accounts/recovery_codes.html", codes=codes,
+                                   next=safe_next(request.args.get("next")))
+        form.code.errors = ["That code does not match. Check the time on your phone and try again."]
+    uri = two_factor.provisioning_uri(secret, user.email, current_app.config["PHARMACY_NAME"])
+    return render_template(template, form=form, qr=two_factor.qr_svg(uri), secret=secret, user=user)
+
+
+@bp.post("/sign-out")
+@access.signed_in
+def logout() -> Any:
+    form = forms.SignOutForm()
+    if form.validate_on_submit():
+        services.sign_out()
+        flash("You are signed out.", "success")
+    return redirect(url_for("catalog.home"))
+
+
+@bp.get("")
+@access.signed_in
+def overview() -> str:
+    return render_template("accounts/overview.html")
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@access.signed_in
+def change_password() -> Any:
+    form = forms.ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            services.change_password(current_user, form.current_password.data, form.new_password.data)
+        except services.FormErrors as error:
+            _apply_errors(form, error)
+        else:
+            flash("Your password is changed. Other devices have been signed out.", "success")
+            return redirect(url_for("accounts.overview"))
+    return render_template("accounts/change_password.html", form=form)
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@access.public
+@limiter.limit(lambda: current_app.config["RESET_LIMIT_PER_ADDRESS"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["RESET_LIMIT_PER_ACCOUNT"], methods=["POST"],
+               key_func=_form_email)
+def reset_request() -> Any:
+    form = forms.ResetRequestForm()
+    if form.validate_on_submit():
+        services.request_password_reset(
+            form.email.data, lambda token: url_for("accounts.reset", token=token, _external=True)
+        )
+        return render_template("accounts/reset_sent.html", email=form.email.data)
+    return render_template("accounts/reset_request.html", form=form)
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@access.public
+@limiter.limit("20 per hour", methods=["POST"])
+def reset(token: str) -> Any:
+    if services.valid_reset(token) is None:
+        return render_template("accounts/reset_invalid.html"), 404
+    form = forms.ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            services.reset_password(token, form.password.data)
+        except services.FormErrors as error:
+            if "token" in error.errors:
+                return render_template("accounts/reset_invalid.html"), 404
+            _apply_errors(form, error)
+        else:
+            flash("Your password is changed. Sign in with the new one.", "success")
+            return redirect(url_for("accounts.login"))
+    return render_template("accounts/reset_password.html", form=form, token=token)
+
+
+@bp.route("/two-factor", methods=["GET", "POST"])
+@access.signed_in
+def two_factor_settings() -> Any:
+    user: User = current_user._get_current_object()  # type: ignore[attr-defined]
+    if not user.totp_enabled:
+        return _enrolment(user, template="accounts/two_factor.html")
+    return render_template("accounts/two_factor.html", user=user,
+                           disable_form=forms.DisableTwoFactorForm())
+
+
+@bp.post("/two-factor/disable")
+@access.signed_in
+def disable_two_factor() -> Any:
+    form = forms.DisableTwoFactorForm()
+    if form.validate_on_submit() and services.disable_two_factor(current_user, form.password.data):
+        flash("Two-factor sign-in is off.", "success")
+        return redirect(url_for("accounts.overview"))
+    flash("Two-factor sign-in stays on: the password was not correct"
+          + (", and staff accounts must keep it." if current_user.is_staff else "."), "error")
+    return redirect(url_for("accounts.two_factor_settings"))

@@ -1,0 +1,490 @@
+"""Account domain logic. Each public function owns its transaction: it validates, changes, records
+the audit row and commits together, or raises/returns errors having changed nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+
+from shop import audit
+from shop.accounts import passwords, sessions, two_factor
+from shop.accounts.models import (
+    ROLES,
+    Address,
+    PasswordReset,
+    ProfileEntry,
+    User,
+)
+from shop.audit import utcnow
+from shop.extensions import db
+from shop.notifications.services import enqueue
+
+
+@dataclass
+class FormErrors(Exception):
+    """Field name -> message, for the form to show beside each field."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+
+def normalise_email(email: str) -> str:
+    """Trimmed and lower-cased, so that Ann@Example.com and ann@example.com are one account.
+
+    :raise ValueError: not an email address.
+    """
+    try:
+        result = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        raise ValueError(str(error)) from None
+    return result.normalized.lower()
+
+
+def find_user_by_email(email: str) -> User | None:
+    try:
+        normalised = normalise_email(email)
+    except ValueError:
+        return None
+    return db.session.scalars(sa.select(User).where(User.email == normalised)).first()
+
+
+def age_on(born: dt.date, today: dt.date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _check_birth_date(born: dt.date | None, errors: dict[str, str], *, adult: bool = True) -> None:
+    today = dt.date.today()
+    if born is None:
+        errors["date_of_birth"] = "Enter your date of birth."
+    elif born > today:
+        errors["date_of_birth"] = "The date of birth cannot be in the future."
+    elif age_on(born, today) > 125:
+        errors["date_of_birth"] = "Check the year of your date of birth."
+    elif adult and age_on(born, today) < 18:
+        errors["date_of_birth"] = "You must be 18 or older to have an account."
+
+
+def create_user(
+    *,
+    email: str,
+    password: str,
+    legal_name: str,
+    date_of_birth: dt.date | None,
+    role: str = "customer",
+    actor: User | None = None,
+    consent: bool = False,
+) -> User:
+    """Create an account. :raise FormErrors: with a message per field; nothing is saved."""
+    errors: dict[str, str] = {}
+    try:
+        email = normalise_email(email)
+    except ValueError as error:
+        errors["email"] = f"Enter a valid email address ({error})."
+    legal_name = " ".join(legal_name.split())
+    if not legal_name:
+        errors["legal_name"] = "Enter your full legal name, as on your prescriptions."
+    if role not in ROLES:
+        errors["role"] = f"Role must be one of {', '.join(ROLES)}."
+    if role == "customer":
+        _check_birth_date(date_of_birth, errors)
+    if problems := passwords.problems(password, email=email, name=legal_name):
+        errors["password"] = problems[0]
+    if "email" not in errors and find_user_by_email(email) is not None:
+        errors["email"] = "An account with this email address already exists. Sign in instead."
+    if errors:
+        raise FormErrors(errors)
+    user = User(
+        email=email,
+        password_hash=passwords.hash_password(password),
+        legal_name=legal_name,
+        date_of_birth=date_of_birth,
+        role=role,
+        privacy_consent_at=utcnow() if consent else None,
+    )
+    db.session.add(user)
+    try:
+        db.session.flush()
+        audit.record(
+            "account.created", object_type="user", object_id=user.id, actor=actor or user, role=role
+        )
+        db.session.commit()
+    except sa.exc.IntegrityError:
+        db.session.rollback()
+        raise FormErrors({"email": "An account with this email address already exists."}) from None
+    return user
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The account, when the email and password match an active one. Failures are audited and
+    indistinguishable to the caller (same answer, same work)."""
+    user = find_user_by_email(email)
+    ok = passwords.verify_password(user.password_hash if user else None, password)
+    if user is None or not ok or not user.active:
+        reason = "unknown email" if user is None else ("disabled" if ok else "wrong password")
+        audit.record(
+            "sign_in.failed", object_type="user", object_id=user.id if user else None,
+            actor=user, email=email.strip()[:254], reason=reason,
+        )
+        db.session.commit()
+        return None
+    return user
+
+
+def sign_in(user: User) -> bool:
+    """Start a session after the password step. Returns True when a second factor is still owed."""
+    owes_second_factor = user.needs_two_factor
+    sessions.start(user, two_factor_done=not owes_second_factor)
+    if owes_second_factor:
+        audit.record("sign_in.password_accepted", object_type="user", object_id=user.id, actor=user)
+    else:
+        user.last_sign_in_at = utcnow()
+        audit.record("sign_in.succeeded", object_type="user", object_id=user.id, actor=user)
+    db.session.commit()
+    return owes_second_factor
+
+
+def complete_second_factor(user: User, code: str) -> bool:
+    """Finish sign-in with a TOTP code or a recovery code."""
+    row = sessions.current()
+    assert row is not None and row.user_id == user.id
+    method = None
+    if two_factor.verify_code(user, code):
+        method = "totp"
+    elif two_factor.use_recovery_code(user, code):
+        method = "recovery_code"
+    if method is None:
+        audit.record("sign_in.second_factor_failed", object_type="user", object_id=user.id, actor=user)
+        db.session.commit()
+        return False
+    row.two_factor_done = True
+    user.last_sign_in_at = utcnow()
+    audit.record("sign_in.succeeded", object_type="user", object_id=user.id, actor=user, method=method)
+    db.session.commit()
+    return True
+
+
+def enable_two_factor(user: User, secret: str, code: str) -> list[str] | None:
+    """Turn on TOTP once the user proves their app has `secret`. Returns the recovery codes to show
+    once, or None when the code is wrong (nothing changes). Completes a pending sign-in."""
+    step = two_factor.matching_step(secret, code)
+    if step is None:
+        return None
+    user.totp_secret = secret
+    user.totp_enabled = True
+    user.totp_last_step = step
+    codes = two_factor.new_recovery_codes(user)
+    row = sessions.current()
+    if row is not None and not row.two_factor_done:
+        row.two_factor_done = True
+        user.last_sign_in_at = utcnow()
+        audit.record("sign_in.succeeded", object_type="user", object_id=user.id, actor=user,
+                     method="totp_enrolment")
+    audit.record("two_factor.enabled", object_type="user", object_id=user.id, actor=user)
+    db.session.commit()
+    return codes
+
+
+def disable_two_factor(user: User, password: str) -> bool:
+    """Customers may turn two-factor sign-in off again (staff may not)."""
+    if user.is_staff or not passwords.verify_password(user.password_hash, password):
+        return False
+    user.totp_enabled = False
+    user.totp_secret = None
+    user.totp_last_step = None
+    two_factor.new_recovery_codes(user)  # replaces (invalidates) the old ones
+    audit.record("two_factor.disabled", object_type="user", object_id=user.id, actor=user)
+    db.session.commit()
+    return True
+
+
+def sign_out() -> None:
+    row = sessions.current()
+    if row is not None:
+        audit.record("sign_out", object_type="user", object_id=row.user_id, actor=row.user)
+    sessions.end()
+    db.session.commit()
+
+
+def change_password(user: User, current_password: str, new_password: str) -> None:
+    """:raise FormErrors: wrong current password or a refused new one; nothing changes."""
+    errors = {}
+    if not passwords.verify_password(user.password_hash, current_password):
+        errors["current_password"] = "Your current password is not correct."  # noqa: S105 - a field name
+    elif problems := passwords.problems(new_password, email=user.email, name=user.legal_name):
+        errors["new_password"] = problems[0]
+    elif current_password == new_password:
+        errors["new_password"] = "Choose a password different from the current one."  # noqa: S105 - a field name
+    if errors:
+        audit.record("password.change_failed", object_type="user", object_id=user.id, actor=user)
+        db.session.commit()
+        raise FormErrors(errors)
+    user.password_hash = passwords.hash_password(new_password)
+    user.password_changed_at = utcnow()
+    ended = sessions.revoke_all(user, except_row=sessions.current())
+    audit.record("password.changed", object_type="user", object_id=user.id, actor=user,
+                 other_sessions_ended=ended)
+    db.session.commit()
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def request_password_reset(email: str, link_for: Callable[[str], str]) -> None:
+    """Email a single-use, expiring reset link when the account exists. The caller shows the same
+    answer either way, so the form does not reveal who has an account."""
+    user = find_user_by_email(email)
+    if user is None or not user.active:
+        audit.record("password_reset.requested_unknown", email=email.strip()[:254])
+        db.session.commit()
+        return
+    token = secrets.token_urlsafe(32)
+    minutes = current_app.config["PASSWORD_RESET_MINUTES"]
+    db.session.add(
+        PasswordReset(
+            token_hash=_token_hash(token),
+            user_id=user.id,
+            expires_at=utcnow() + dt.timedelta(minutes=minutes),
+        )
+    )
+    pharmacy = current_app.config["PHARMACY_NAME"]
+    enqueue(
+        to=user.email,
+        subject=f"Reset your {pharmacy} password",
+        body=(
+            f"Hello {user.legal_name},\n\nSomeone (we hope you) asked to reset the password of "
+            f"your account. Open this link within {minutes} minutes to choose a new one:\n\n"
+            f"{link_for(token)}\n\nThe link works once. If you did not ask for it, ignore this "
+            f"message: your password stays as it is.\n\n{pharmacy}"
+        ),
+        kind="password_reset",
+        user_id=user.id,
+    )
+    audit.record("password_reset.requested", object_type="user", object_id=user.id, actor=user)
+    db.session.commit()
+
+
+def valid_reset(token: str) -> PasswordReset | None:
+    reset = db.session.scalars(
+        sa.select(PasswordReset).where(PasswordReset.token_hash == _token_hash(token))
+    ).first()
+    if reset is None or reset.used_at is not None or reset.expires_at < utcnow():
+        return None
+    if not reset.user.active:
+        return None
+    return reset
+
+
+def reset_password(token: str, new_password: str) -> User:
+    """Set a new password through a reset link; the link is used up and every session ends.
+
+    :raise FormErrors: the link is invalid, used or expired, or the password is refused.
+    """
+    reset = valid_reset(token)
+    if reset is None:
+        raise FormErrors({"token": "This reset link is invalid, expired or already used."})
+    user = reset.user
+    if problems := passwords.problems(new_password, email=user.email, name=user.legal_name):
+        raise FormErrors({"password": problems[0]})
+    # Conditional update: of two requests racing with the same link, exactly one wins.
+    claimed = db.session.execute(
+        sa.update(PasswordReset)
+        .where(PasswordReset.id == reset.id, PasswordReset.used_at.is_(None))
+        .values(used_at=utcnow())
+    ).rowcount
+    if claimed != 1:
+        db.session.rollback()
+        raise FormErrors({"token": "This reset link is invalid, expired or already used."})
+    user.password_hash = passwords.hash_password(new_password)
+    user.password_changed_at = utcnow()
+    sessions.revoke_all(user)
+    audit.record("password.reset", object_type="user", object_id=user.id, actor=user)
+    db.session.commit()
+    return user
+
+
+def set_role(user: User, role: str, actor: User) -> None:
+    """:raise FormErrors: unknown role, or an admin removing their own admin role."""
+    if role not in ROLES:
+        raise FormErrors({"role": f"Role must be one of {', '.join(ROLES)}."})
+    if user.id == actor.id and user.role == "admin" and role != "admin":
+        raise FormErrors({"role": "You cannot remove your own admin role."})
+    old = user.role
+    if old == role:
+        return
+    user.role = role
+    sessions.revoke_all(user)  # privileges changed: sign in again
+    audit.record("user.role_changed", object_type="user", object_id=user.id, actor=actor,
+                 old_role=old, new_role=role)
+    db.session.commit()
+
+
+def set_active(user: User, active: bool, actor: User) -> None:
+    if user.id == actor.id and not active:
+        raise FormErrors({"active": "You cannot disable your own account."})
+    user.active = active
+    if not active:
+        sessions.revoke_all(user)
+    audit.record("user.enabled" if active else "user.disabled", object_type="user",
+                 object_id=user.id, actor=actor)
+    db.session.commit()
+
+
+# Patient profile ---------------------------------------------------------------------------------
+
+
+def update_profile(
+    user: User, *, legal_name: str, date_of_birth: dt.date | None, phone: str, consent: bool
+) -> None:
+    """:raise FormErrors: nothing is saved."""
+    errors: dict[str, str] = {}
+    legal_name = " ".join(legal_name.split())
+    if not legal_name:
+        errors["legal_name"] = "Enter your full legal name, as on your prescriptions."
+    _check_birth_date(date_of_birth, errors)
+    phone = phone.strip()
+    if phone and sum(ch.isdigit() for ch in phone) < 7:
+        errors["phone"] = "Enter a phone number with its area code."
+    if errors:
+        raise FormErrors(errors)
+    changed = [
+        name
+        for name, old, new in (
+            ("legal_name", user.legal_name, legal_name),
+            ("date_of_birth", user.date_of_birth, date_of_birth),
+            ("phone", user.phone, phone),
+            ("privacy_consent", user.privacy_consent_at is not None, consent),
+        )
+        if old != new
+    ]
+    user.legal_name, user.date_of_birth, user.phone = legal_name, date_of_birth, phone
+    if consent and user.privacy_consent_at is None:
+        user.privacy_consent_at = utcnow()
+    elif not consent:
+        user.privacy_consent_at = None
+    if changed:
+        audit.record("profile.updated", object_type="user", object_id=user.id, fields=changed)
+    db.session.commit()
+
+
+ADDRESS_FIELDS = ("recipient", "line1", "line2", "city", "state", "postal_code", "country", "phone")
+REQUIRED_ADDRESS_FIELDS = {
+    "recipient": "Enter the name of the person receiving the parcel.",
+    "line1": "Enter the street address.",
+    "city": "Enter the city.",
+    "state": "Enter the state.",
+    "postal_code": "Enter the ZIP code.",
+}
+
+
+def _clean_address(values: dict[str, str]) -> dict[str, str]:
+    cleaned = {key: " ".join(str(values.get(key, "")).split()) for key in ADDRESS_FIELDS}
+    cleaned["country"] = (cleaned["country"] or "US").upper()
+    cleaned["state"] = cleaned["state"].upper()
+    errors = {key: message for key, message in REQUIRED_ADDRESS_FIELDS.items() if not cleaned[key]}
+    if cleaned["country"] != "US":
+        errors["country"] = "We ship only within the United States."
+    if cleaned["postal_code"] and not (
+        len(cleaned["postal_code"]) in (5, 10)
+        and cleaned["postal_code"][:5].isdigit()
+        and (len(cleaned["postal_code"]) == 5 or cleaned["postal_code"][5] == "-")
+    ):
+        errors["postal_code"] = "Enter a 5-digit ZIP code (or ZIP+4, like 97204-1234)."
+    if errors:
+        raise FormErrors(errors)
+    return cleaned
+
+
+def owned_address(user: User, address_id: int) -> Address | None:
+    """The address, only when it belongs to `user` (anyone else's id looks like a missing one)."""
+    return db.session.scalars(
+        sa.select(Address).where(Address.id == address_id, Address.user_id == user.id)
+    ).first()
+
+
+def _make_default(user: User, address: Address) -> None:
+    for other in user.addresses:
+        other.is_default = other is address
+
+
+def save_address(user: User, values: dict[str, str], *, address: Address | None = None,
+                 make_default: bool = False) -> Address:
+    """Add or edit an address. :raise FormErrors: nothing is saved."""
+    cleaned = _clean_address(values)
+    if address is None:
+        address = Address(user=user, **cleaned)
+        db.session.add(address)
+        action = "address.added"
+    else:
+        for key, value in cleaned.items():
+            setattr(address, key, value)
+        action = "address.updated"
+    if make_default or not any(a.is_default for a in user.addresses if a is not address):
+        _make_default(user, address)
+    db.session.flush()
+    audit.record(action, object_type="address", object_id=address.id)
+    db.session.commit()
+    return address
+
+
+def set_default_address(user: User, address: Address) -> None:
+    _make_default(user, address)
+    audit.record("address.made_default", object_type="address", object_id=address.id)
+    db.session.commit()
+
+
+def delete_address(user: User, address: Address) -> None:
+    was_default = address.is_default
+    address_id = address.id
+    user.addresses.remove(address)
+    if was_default and user.addresses:
+        user.addresses[0].is_default = True
+    audit.record("address.deleted", object_type="address", object_id=address_id)
+    db.session.commit()
+
+
+PROFILE_ENTRY_LABELS = {
+    "allergy": "allergy",
+    "medication": "current medication",
+    "condition": "health condition",
+}
+
+
+def add_profile_entry(user: User, kind: str, text: str) -> ProfileEntry:
+    text = " ".join(text.split())
+    if kind not in PROFILE_ENTRY_LABELS:
+        raise FormErrors({"kind": "Choose allergy, medication or condition."})
+    if not text:
+        raise FormErrors({f"{kind}_text": f"Type the {PROFILE_ENTRY_LABELS[kind]} to add."})
+    if len(text) > 200:
+        raise FormErrors({f"{kind}_text": "Keep each entry under 200 characters."})
+    if any(e.kind == kind and e.text.lower() == text.lower() for e in user.profile_entries):
+        raise FormErrors({f"{kind}_text": f"“{text}” is already on your list."})
+    entry = ProfileEntry(user=user, kind=kind, text=text)
+    db.session.add(entry)
+    db.session.flush()
+    audit.record("profile.entry_added", object_type="profile_entry", object_id=entry.id, kind=kind)
+    db.session.commit()
+    return entry
+
+
+def owned_profile_entry(user: User, entry_id: int) -> ProfileEntry | None:
+    return db.session.scalars(
+        sa.select(ProfileEntry).where(ProfileEntry.id == entry_id, ProfileEntry.user_id == user.id)
+    ).first()
+
+
+def remove_profile_entry(user: User, entry: ProfileEntry) -> None:
+    entry_id, kind = entry.id, entry.kind
+    user.profile_entries.remove(entry)
+    audit.record("profile.entry_removed", object_type="profile_entry", object_id=entry_id, kind=kind)
+    db.session.commit()

@@ -1,0 +1,1 @@
+"""Admin screens. This first part is the audit log viewer; prices, stock and users come later."""

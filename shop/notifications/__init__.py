@@ -1,0 +1,1 @@
+"""Notifications: an outbox written in the same transaction as the change, sent later by a worker."""
