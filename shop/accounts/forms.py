@@ -14,6 +14,7 @@ from wtforms import (
     SubmitField,
     TelField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from shop.accounts.passwords import MAX_LENGTH
@@ -105,7 +106,7 @@ class AddressForm(FlaskForm):
     city = StringField("City", validators=[Length(max=100)])
     state = StringField("State", validators=[Length(max=40)], description="Two letters, e.g. OR.")
     postal_code = StringField("ZIP code", validators=[Length(max=20)])
-    country = SelectField("Country", choices=[("US", "United States")], default="US")
+    country = SelectField("Country", choices=[SelectChoice("US", "United States")], default="US")
     phone = TelField("Phone for the courier (optional)", validators=[Length(max=40)])
     make_default = BooleanField("Use as my default shipping address")
     submit = SubmitField("Save address")

@@ -6,34 +6,13 @@ monograph; then the same product page on a phone-sized screen. Screenshots go to
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Locator,
-    Page,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Locator, Page, expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 5_000
+from tests.browser.helpers import TIMEOUT_MS, chromium, record_problems
 
 # The monograph's table of contents: the section titles of the seed monograph, then the FAQ.
 NALTREXONE_CONTENTS = [
@@ -50,33 +29,6 @@ NALTREXONE_CONTENTS = [
     "How it compares",
     "Frequently asked questions",
 ]
-
-
-@contextmanager
-def chromium() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"Chromium is not installed at {CHROMIUM}: the browser tests need it "
-            "(Debian: apt-get install chromium).",
-            pytrace=False,
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def record_problems(context: BrowserContext, problems: list[str]) -> None:
-    """Console errors (failed loads, CSP violations) and uncaught page errors go into `problems`."""
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console error: {message.text} ({message.location})")
-
-    context.on("console", on_console)
-    context.on("weberror", lambda error: problems.append(f"page error: {error.error}"))
 
 
 def package_table(page: Page, caption_start: str) -> Locator:

@@ -1,0 +1,145 @@
+"""Every endpoint against every role: visitor, customer, another customer, pharmacist, admin.
+
+The table must name every endpoint of the app: a new endpoint without a row fails the test, so no
+route ships without its access being checked. Codes: 200 page, 302> a redirect to sign-in,
+302 another redirect, 403 wrong role, 404 someone else's object, 422 a form refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from shop.accounts.models import Address, ProfileEntry, User
+from shop.extensions import db
+
+ROLES = ("visitor", "customer", "other_customer", "pharmacist", "admin")
+SIGN_IN = "302>"
+
+PUBLIC = dict.fromkeys(ROLES, 200)
+SIGNED_IN = {"visitor": SIGN_IN, "customer": 200, "other_customer": 200, "pharmacist": 200, "admin": 200}
+CUSTOMER = {"visitor": SIGN_IN, "customer": 200, "other_customer": 200, "pharmacist": 403, "admin": 403}
+OWN_OBJECT = {"visitor": SIGN_IN, "customer": 200, "other_customer": 404, "pharmacist": 403, "admin": 403}
+ADMIN = {"visitor": SIGN_IN, "customer": 403, "other_customer": 403, "pharmacist": 403, "admin": 200}
+VISITOR_ONLY = {"visitor": 200, "customer": 302, "other_customer": 302, "pharmacist": 302, "admin": 302}
+
+
+def but(base: dict, **changes: object) -> dict:
+    return {**base, **changes}
+
+
+# (endpoint, method, url, form data, expected). {address}, {entry} and {token} are the customer's.
+# Rows that change state for their owner come last, in an order that keeps later rows meaningful.
+MATRIX = [
+    ("catalog.home", "GET", "/", None, PUBLIC),
+    ("catalog.product_list", "GET", "/products?q=ldn", None, PUBLIC),
+    ("catalog.product_detail", "GET", "/products/naltrexone", None, PUBLIC),
+    ("catalog.monograph_list", "GET", "/monographs", None, PUBLIC),
+    ("catalog.monograph_detail", "GET", "/monographs/naltrexone", None, PUBLIC),
+    ("pages.about", "GET", "/about", None, PUBLIC),
+    ("pages.privacy", "GET", "/privacy", None, PUBLIC),
+    ("pages.terms", "GET", "/terms", None, PUBLIC),
+    ("notifications.mailbox", "GET", "/dev/mailbox", None, PUBLIC),  # development only
+    ("accounts.register", "GET", "/account/register", None, VISITOR_ONLY),
+    ("accounts.register", "POST", "/account/register", {}, VISITOR_ONLY),
+    ("accounts.login", "GET", "/account/sign-in", None, VISITOR_ONLY),
+    ("accounts.login", "POST", "/account/sign-in", {}, VISITOR_ONLY),
+    ("accounts.verify", "GET", "/account/sign-in/verify", None, dict.fromkeys(ROLES, SIGN_IN)),
+    ("accounts.verify", "POST", "/account/sign-in/verify", {}, dict.fromkeys(ROLES, SIGN_IN)),
+    ("accounts.enrol", "GET", "/account/sign-in/enrol", None, dict.fromkeys(ROLES, SIGN_IN)),
+    ("accounts.enrol", "POST", "/account/sign-in/enrol", {}, dict.fromkeys(ROLES, SIGN_IN)),
+    ("accounts.reset_request", "GET", "/account/reset", None, PUBLIC),
+    ("accounts.reset_request", "POST", "/account/reset", {}, PUBLIC),
+    ("accounts.reset", "GET", "/account/reset/{token}", None, PUBLIC),
+    ("accounts.reset", "POST", "/account/reset/{token}", {}, PUBLIC),
+    ("accounts.overview", "GET", "/account", None, SIGNED_IN),
+    ("accounts.change_password", "GET", "/account/password", None, SIGNED_IN),
+    ("accounts.change_password", "POST", "/account/password", {}, SIGNED_IN),
+    ("accounts.two_factor_settings", "GET", "/account/two-factor", None, SIGNED_IN),
+    ("accounts.two_factor_settings", "POST", "/account/two-factor", {}, SIGNED_IN),
+    ("accounts.disable_two_factor", "POST", "/account/two-factor/disable", {},
+     but(SIGNED_IN, customer=302, other_customer=302, pharmacist=302, admin=302)),
+    ("admin.dashboard", "GET", "/admin/", None, ADMIN),
+    ("admin.audit_log", "GET", "/admin/audit?action=sign_in.succeeded", None, ADMIN),
+    ("profile.profile", "GET", "/account/profile", None, CUSTOMER),
+    ("profile.profile", "POST", "/account/profile", {}, CUSTOMER),
+    ("profile.add_health_entry", "POST", "/account/health/allergy", {"allergy-text": ""},
+     but(CUSTOMER, customer=422, other_customer=422)),
+    ("profile.addresses", "GET", "/account/addresses", None, CUSTOMER),
+    ("profile.new_address", "GET", "/account/addresses/new", None, CUSTOMER),
+    ("profile.new_address", "POST", "/account/addresses/new", {}, CUSTOMER),
+    ("profile.edit_address", "GET", "/account/addresses/{address}", None, OWN_OBJECT),
+    ("profile.edit_address", "POST", "/account/addresses/{address}", {}, OWN_OBJECT),
+    ("profile.make_default_address", "POST", "/account/addresses/{address}/default", {},
+     but(OWN_OBJECT, customer=302)),
+    ("profile.remove_health_entry", "POST", "/account/health/{entry}/delete", {},
+     but(OWN_OBJECT, customer=302)),
+    ("profile.delete_address", "POST", "/account/addresses/{address}/delete", {},
+     but(OWN_OBJECT, customer=302)),
+    ("accounts.logout", "POST", "/account/sign-out", {}, but(SIGNED_IN, customer=302,
+                                                           other_customer=302, pharmacist=302,
+                                                           admin=302)),
+]
+
+
+def test_the_matrix_covers_every_endpoint(app: Flask) -> None:
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()} - {"static"}
+    assert endpoints == {row[0] for row in MATRIX}
+
+
+def token_for(client: FlaskClient) -> str:
+    for url in ("/account", "/account/sign-in"):
+        html = client.get(url).get_data(as_text=True)
+        match = re.search(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"', html)
+        if match:
+            return match.group(1)
+    raise AssertionError("no CSRF token found")
+
+
+def outcome(response) -> object:
+    if response.status_code == 302 and re.search(
+        r"/account/sign-in(\?|$)", response.headers["Location"]
+    ):
+        return SIGN_IN
+    return response.status_code
+
+
+@pytest.fixture
+def objects(app: Flask, users: dict[str, int]) -> dict[str, object]:
+    """An address and a health entry of `customer`, and a live password-reset token."""
+    from shop.accounts import services
+
+    with app.app_context():
+        customer = db.session.get(User, users["customer"])
+        address = Address(user=customer, recipient="C", line1="1 Main St", city="Portland",
+                          state="OR", postal_code="97204", is_default=True)
+        entry = ProfileEntry(user=customer, kind="allergy", text="Latex")
+        db.session.add_all([address, entry])
+        db.session.commit()
+        links: list[str] = []
+        with app.test_request_context():
+            services.request_password_reset("customer@example.com", lambda t: links.append(t) or t)
+        return {"address": address.id, "entry": entry.id, "token": links[0]}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_access_matrix(
+    app: Flask, role: str, signed_in: Callable[[str], FlaskClient], objects: dict[str, object]
+) -> None:
+    client = app.test_client() if role == "visitor" else signed_in(role)
+    token = token_for(client)
+    failures = []
+    for endpoint, method, url, data, expected in MATRIX:
+        target = url.format(**objects)
+        if method == "GET":
+            response = client.get(target)
+        else:
+            response = client.post(target, data={**(data or {}), "csrf_token": token})
+        got = outcome(response)
+        if got != expected[role]:
+            failures.append(f"{method} {target} ({endpoint}): expected {expected[role]}, got {got}")
+    assert failures == []
