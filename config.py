@@ -51,6 +51,9 @@ class Config:
 
     HSTS = False
     DEV_MAILBOX = False
+    # Links in emails are built on this address, never on the request's Host header (which an
+    # attacker can set to send a victim's reset link to their own server).
+    PUBLIC_URL = os.environ.get("PUBLIC_URL", "http://127.0.0.1:5000")
 
     CURRENCY = os.environ.get("SHOP_CURRENCY", "USD")
     # A package with this many packs or fewer still available shows "Only N left".
@@ -80,6 +83,7 @@ class DevelopmentConfig(Config):
 
 class TestingConfig(Config):
     TESTING = True
+    PUBLIC_URL = "http://localhost"
     SECRET_KEY = "testing-secret-key"  # noqa: S105
     WTF_CSRF_ENABLED = True
     DEMO_MODE = True
@@ -100,6 +104,8 @@ class ProductionConfig(Config):
             problems.append("SECRET_KEY must be at least 32 characters")
         if not os.environ.get("DATABASE_URL"):
             problems.append("DATABASE_URL must name the production database")
+        if not str(settings.get("PUBLIC_URL", "")).startswith("https://"):
+            problems.append("PUBLIC_URL must be the shop's https:// address")
         if problems:
             raise RuntimeError("Production configuration refused: " + "; ".join(problems))
 

@@ -31,9 +31,18 @@ def test_production_refuses_a_missing_database_url(monkeypatch: pytest.MonkeyPat
         create_app(config.ProductionConfig)
 
 
+def test_production_refuses_a_non_https_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://shop@127.0.0.1/shop")
+    monkeypatch.setattr(config.ProductionConfig, "SECRET_KEY", "x" * 48)
+    monkeypatch.setattr(config.ProductionConfig, "PUBLIC_URL", "http://shop.example")
+    with pytest.raises(RuntimeError, match="PUBLIC_URL"):
+        create_app(config.ProductionConfig)
+
+
 def test_production_starts_with_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://shop@127.0.0.1/shop")
     monkeypatch.setattr(config.ProductionConfig, "SECRET_KEY", "x" * 48)
+    monkeypatch.setattr(config.ProductionConfig, "PUBLIC_URL", "https://shop.example")
     monkeypatch.setattr(
         config.ProductionConfig, "SQLALCHEMY_DATABASE_URI", "postgresql+psycopg://shop@127.0.0.1/shop"
     )

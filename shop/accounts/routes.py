@@ -187,8 +187,9 @@ def change_password() -> Any:
 def reset_request() -> Any:
     form = forms.ResetRequestForm()
     if form.validate_on_submit():
+        base = current_app.config["PUBLIC_URL"].rstrip("/")
         services.request_password_reset(
-            form.email.data, lambda token: url_for("accounts.reset", token=token, _external=True)
+            form.email.data, lambda token: base + url_for("accounts.reset", token=token)
         )
         return render_template("accounts/reset_sent.html", email=form.email.data)
     return render_template("accounts/reset_request.html", form=form)

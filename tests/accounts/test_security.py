@@ -210,6 +210,19 @@ def test_password_reset_link_expires(app: Flask, users: dict[str, int]) -> None:
         assert "invalid, has expired" in client.get(link).get_data(as_text=True)
 
 
+def test_reset_link_ignores_a_forged_host_header(app: Flask, users: dict[str, int]) -> None:
+    client = app.test_client()
+    html = client.get("/account/reset", headers={"Host": "evil.example"}).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    response = client.post("/account/reset", data={"email": "customer@example.com", "csrf_token": token},
+                           headers={"Host": "evil.example"})
+    assert response.status_code == 200
+    with app.app_context():
+        body = db.session.scalars(sa.select(OutboxMessage)).one().body
+    assert "evil.example" not in body
+    assert "http://localhost/account/reset/" in body
+
+
 def test_unknown_email_reset_looks_the_same_and_sends_nothing(app: Flask, client: FlaskClient) -> None:
     response = client.post("/account/reset", data={
         "email": "nobody@example.com", "csrf_token": csrf_token(client, "/account/reset")})
