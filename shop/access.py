@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import abort, redirect, request, url_for
+from flask import abort, flash, redirect, request, url_for
 from flask_login import current_user
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,6 +32,7 @@ def public(view: F) -> F:
 
 
 def _sign_in_redirect() -> Any:
+    flash("Please sign in to continue.", "info")
     target = request.full_path if request.method == "GET" else request.path
     return redirect(url_for("accounts.login", next=target.rstrip("?")))
 

@@ -71,8 +71,9 @@ def add_health_entry(kind: str) -> Any:
             flash(f"Added to your {services.PROFILE_ENTRY_LABELS[kind]} list.", "success")
             return redirect(url_for("profile.profile", _anchor=f"{kind}-list"))
     user = _me()
-    return _render_profile(forms.ProfileForm(obj=user, consent=user.privacy_consent_at is not None),
-                           entry_forms), 422
+    # formdata=None: the details form shows what is saved, not this (other) form's post.
+    details = forms.ProfileForm(formdata=None, obj=user, consent=user.privacy_consent_at is not None)
+    return _render_profile(details, entry_forms), 422
 
 
 @bp.post("/health/<int:entry_id>/delete")
