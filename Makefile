@@ -32,6 +32,7 @@ chromium:
 	fi
 
 run: install
+	mkdir -p "$${SHOP_INSTANCE_PATH:-instance}"
 	$(BIN)/flask db upgrade
 	$(BIN)/flask shop load-demo
 	$(BIN)/python -m shop.serve
