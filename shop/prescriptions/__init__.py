@@ -1,0 +1,1 @@
+"""Prescriptions: secure upload, encrypted storage, the pharmacist review queue."""
