@@ -27,8 +27,8 @@ class Config:
         "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'shop.db'}"
     )
     SQLALCHEMY_RECORD_QUERIES = False
-    # Uploads (prescriptions) are capped; larger requests get the 413 page.
-    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 12 * 1024 * 1024)
+    # Up to 5 prescription files of 10 MB each in one upload; larger requests get the 413 page.
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 51 * 1024 * 1024)
     # Seconds a SQLite connection waits for a writer before giving up.
     SQLITE_BUSY_TIMEOUT_SECONDS = _env_int("SQLITE_BUSY_TIMEOUT_SECONDS", 30)
 
@@ -48,6 +48,18 @@ class Config:
     SIGN_IN_LIMIT_PER_ACCOUNT = os.environ.get("SIGN_IN_LIMIT_PER_ACCOUNT", "5 per 15 minutes")
     RESET_LIMIT_PER_ADDRESS = os.environ.get("RESET_LIMIT_PER_ADDRESS", "10 per hour")
     RESET_LIMIT_PER_ACCOUNT = os.environ.get("RESET_LIMIT_PER_ACCOUNT", "3 per hour")
+
+    # Prescriptions: validity after the date written, how long a pharmacist's claim lasts, and
+    # where documents are stored (encrypted; the key never goes in the database).
+    PRESCRIPTION_VALIDITY_DAYS = _env_int("PRESCRIPTION_VALIDITY_DAYS", 365)
+    PRESCRIPTION_CLAIM_MINUTES = _env_int("PRESCRIPTION_CLAIM_MINUTES", 30)
+    PRESCRIPTION_STORAGE = os.environ.get("PRESCRIPTION_STORAGE", "local")
+    PRESCRIPTION_STORAGE_PATH = os.environ.get("PRESCRIPTION_STORAGE_PATH") or None
+    PRESCRIPTION_S3_BUCKET = os.environ.get("PRESCRIPTION_S3_BUCKET", "")
+    PRESCRIPTION_S3_ENDPOINT_URL = os.environ.get("PRESCRIPTION_S3_ENDPOINT_URL") or None
+    PRESCRIPTION_S3_REGION = os.environ.get("PRESCRIPTION_S3_REGION", "us-east-1")
+    PRESCRIPTION_ENCRYPTION_KEY = os.environ.get("PRESCRIPTION_ENCRYPTION_KEY", "")
+    PRESCRIPTION_KEY_AUTOCREATE = False
 
     HSTS = False
     DEV_MAILBOX = False
@@ -79,6 +91,7 @@ class DevelopmentConfig(Config):
     DEBUG = False  # the Werkzeug debugger is never exposed; `make run` serves with waitress
     DEMO_MODE = True
     DEV_MAILBOX = True
+    PRESCRIPTION_KEY_AUTOCREATE = True  # a key file in instance/, made on first use
 
 
 class TestingConfig(Config):
@@ -88,6 +101,7 @@ class TestingConfig(Config):
     WTF_CSRF_ENABLED = True
     DEMO_MODE = True
     DEV_MAILBOX = True
+    PRESCRIPTION_KEY_AUTOCREATE = True  # a key file in instance/, made on first use
 
 
 class ProductionConfig(Config):
@@ -104,6 +118,8 @@ class ProductionConfig(Config):
             problems.append("SECRET_KEY must be at least 32 characters")
         if not os.environ.get("DATABASE_URL"):
             problems.append("DATABASE_URL must name the production database")
+        if not settings.get("PRESCRIPTION_ENCRYPTION_KEY"):
+            problems.append("PRESCRIPTION_ENCRYPTION_KEY must hold the documents' encryption key")
         if not str(settings.get("PUBLIC_URL", "")).startswith("https://"):
             problems.append("PUBLIC_URL must be the shop's https:// address")
         if problems:

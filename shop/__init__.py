@@ -62,8 +62,11 @@ def register_blueprints(app: Flask) -> None:
     from shop.catalog.routes import bp as catalog_bp
     from shop.notifications.routes import bp as notifications_bp
     from shop.pages.routes import bp as pages_bp
+    from shop.prescriptions.pharmacy_routes import bp as pharmacy_bp
+    from shop.prescriptions.routes import bp as prescriptions_bp
 
-    for blueprint in (catalog_bp, pages_bp, accounts_bp, profile_bp, admin_bp, notifications_bp):
+    for blueprint in (catalog_bp, pages_bp, accounts_bp, profile_bp, admin_bp, notifications_bp,
+                      prescriptions_bp, pharmacy_bp):
         app.register_blueprint(blueprint)
 
 

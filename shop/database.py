@@ -10,6 +10,30 @@ from sqlalchemy.engine import Engine
 
 from shop.extensions import db
 
+IMMEDIATE_OPTION = "shop_sqlite_immediate"
+
+
+def begin_write() -> None:
+    """Make the session's transaction a write transaction, before a service reads what it changes.
+
+    On SQLite a transaction that reads and then writes fails at once with "database is locked"
+    when another connection wrote in between (the lock cannot be upgraded), whatever the busy
+    timeout. So a service that writes ends any read-only transaction the request had open and
+    starts a new one with BEGIN IMMEDIATE, which waits its turn for the write lock. PostgreSQL
+    needs nothing: its row locks and conditional UPDATEs do the job.
+    """
+    session = db.session()  # the request's Session behind the scoped proxy
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    if session.in_transaction():
+        if session.new or session.dirty or session.deleted:
+            return  # already writing in this transaction; restarting it would lose the changes
+        connection = session.connection()
+        if connection.get_execution_options().get(IMMEDIATE_OPTION):
+            return
+        session.commit()  # ends the read snapshot; nothing is pending
+    session.connection(execution_options={IMMEDIATE_OPTION: True})
+
 
 def is_sqlite(uri: str) -> bool:
     return uri.startswith("sqlite")
@@ -60,5 +84,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_seconds: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # With the driver's implicit transactions off, SQLAlchemy opens each one explicitly, so
-        # reads inside a transaction see one consistent snapshot.
-        connection.exec_driver_sql("BEGIN")
+        # reads inside a transaction see one consistent snapshot. A write transaction (see
+        # begin_write) takes the write lock up front, waiting on the busy timeout.
+        immediate = connection.get_execution_options().get(IMMEDIATE_OPTION)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -4,5 +4,12 @@ from shop import audit as audit_models
 from shop.accounts import models as account_models
 from shop.catalog import models as catalog_models
 from shop.notifications import models as notification_models
+from shop.prescriptions import models as prescription_models
 
-__all__ = ["account_models", "audit_models", "catalog_models", "notification_models"]
+__all__ = [
+    "account_models",
+    "audit_models",
+    "catalog_models",
+    "notification_models",
+    "prescription_models",
+]

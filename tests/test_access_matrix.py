@@ -25,6 +25,7 @@ SIGNED_IN = {"visitor": SIGN_IN, "customer": 200, "other_customer": 200, "pharma
 CUSTOMER = {"visitor": SIGN_IN, "customer": 200, "other_customer": 200, "pharmacist": 403, "admin": 403}
 OWN_OBJECT = {"visitor": SIGN_IN, "customer": 200, "other_customer": 404, "pharmacist": 403, "admin": 403}
 ADMIN = {"visitor": SIGN_IN, "customer": 403, "other_customer": 403, "pharmacist": 403, "admin": 200}
+PHARMACIST = {"visitor": SIGN_IN, "customer": 403, "other_customer": 403, "pharmacist": 200, "admin": 403}
 VISITOR_ONLY = {"visitor": 200, "customer": 302, "other_customer": 302, "pharmacist": 302, "admin": 302}
 
 
@@ -74,6 +75,18 @@ MATRIX = [
     ("profile.new_address", "POST", "/account/addresses/new", {}, CUSTOMER),
     ("profile.edit_address", "GET", "/account/addresses/{address}", None, OWN_OBJECT),
     ("profile.edit_address", "POST", "/account/addresses/{address}", {}, OWN_OBJECT),
+    ("prescriptions.index", "GET", "/prescriptions", None, CUSTOMER),
+    ("prescriptions.upload", "GET", "/prescriptions/new", None, CUSTOMER),
+    ("prescriptions.upload", "POST", "/prescriptions/new", {}, CUSTOMER),
+    ("prescriptions.detail", "GET", "/prescriptions/{rx}", None, OWN_OBJECT),
+    ("prescriptions.file", "GET", "/prescriptions/{rx}/files/{rx_file}", None,
+     but(OWN_OBJECT, pharmacist=200, admin=404)),
+    ("pharmacy.queue", "GET", "/pharmacy/queue", None, PHARMACIST),
+    ("pharmacy.review", "GET", "/pharmacy/prescriptions/{rx}", None, PHARMACIST),
+    ("pharmacy.claim", "POST", "/pharmacy/prescriptions/{rx}/claim", {}, but(PHARMACIST, pharmacist=302)),
+    ("pharmacy.approve", "POST", "/pharmacy/prescriptions/{rx}/approve", {}, but(PHARMACIST, pharmacist=422)),
+    ("pharmacy.reject", "POST", "/pharmacy/prescriptions/{rx}/reject", {}, but(PHARMACIST, pharmacist=422)),
+    ("pharmacy.release", "POST", "/pharmacy/prescriptions/{rx}/release", {}, but(PHARMACIST, pharmacist=302)),
     ("profile.make_default_address", "POST", "/account/addresses/{address}/default", {},
      but(OWN_OBJECT, customer=302)),
     ("profile.remove_health_entry", "POST", "/account/health/{entry}/delete", {},
@@ -110,8 +123,11 @@ def outcome(response) -> object:
 
 @pytest.fixture
 def objects(app: Flask, users: dict[str, int]) -> dict[str, object]:
-    """An address and a health entry of `customer`, and a live password-reset token."""
+    """An address, a health entry and a prescription of `customer`, and a live reset token."""
     from shop.accounts import services
+    from shop.prescriptions import services as prescriptions
+    from shop.prescriptions.storage import store_for_app
+    from tests.prescriptions.conftest import png_bytes
 
     with app.app_context():
         customer = db.session.get(User, users["customer"])
@@ -123,7 +139,10 @@ def objects(app: Flask, users: dict[str, int]) -> dict[str, object]:
         links: list[str] = []
         with app.test_request_context():
             services.request_password_reset("customer@example.com", lambda t: links.append(t) or t)
-        return {"address": address.id, "entry": entry.id, "token": links[0]}
+        prescription = prescriptions.upload(customer, [prescriptions.Upload(png_bytes(), "rx.png")],
+                                            requested_product_id=None, note="", store=store_for_app(app))
+        return {"address": address.id, "entry": entry.id, "token": links[0], "rx": prescription.id,
+                "rx_file": prescription.files[0].id}
 
 
 @pytest.mark.parametrize("role", ROLES)

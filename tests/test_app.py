@@ -43,6 +43,7 @@ def test_production_starts_with_real_settings(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://shop@127.0.0.1/shop")
     monkeypatch.setattr(config.ProductionConfig, "SECRET_KEY", "x" * 48)
     monkeypatch.setattr(config.ProductionConfig, "PUBLIC_URL", "https://shop.example")
+    monkeypatch.setattr(config.ProductionConfig, "PRESCRIPTION_ENCRYPTION_KEY", "k" * 43)
     monkeypatch.setattr(
         config.ProductionConfig, "SQLALCHEMY_DATABASE_URI", "postgresql+psycopg://shop@127.0.0.1/shop"
     )

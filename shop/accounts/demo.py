@@ -15,6 +15,7 @@ from flask import current_app
 
 from shop.accounts import passwords
 from shop.accounts.models import Address, ProfileEntry, User
+from shop.database import begin_write
 from shop.extensions import db
 
 DEMO_TOTP_SECRET = "JBSWY3DPEHPK3PXPDEMOSHOP2FA7Q4XZ"  # noqa: S105 - public demo value
@@ -30,6 +31,7 @@ DEMO_ACCOUNTS = [
 
 def load_demo_accounts() -> int:
     """Create the demo accounts that are missing; returns how many were added."""
+    begin_write()
     if not current_app.config.get("DEMO_MODE"):
         raise RuntimeError("demo accounts exist only in development (DEMO_MODE)")
     existing = set(db.session.scalars(sa.select(User.email)))

@@ -23,6 +23,7 @@ from shop.accounts.models import (
     User,
 )
 from shop.audit import utcnow
+from shop.database import begin_write
 from shop.extensions import db
 from shop.notifications.services import enqueue
 
@@ -84,6 +85,7 @@ def create_user(
     consent: bool = False,
 ) -> User:
     """Create an account. :raise FormErrors: with a message per field; nothing is saved."""
+    begin_write()
     errors: dict[str, str] = {}
     try:
         email = normalise_email(email)
@@ -126,6 +128,7 @@ def create_user(
 def authenticate(email: str, password: str) -> User | None:
     """The account, when the email and password match an active one. Failures are audited and
     indistinguishable to the caller (same answer, same work)."""
+    begin_write()
     user = find_user_by_email(email)
     ok = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not ok or not user.active:
@@ -141,6 +144,7 @@ def authenticate(email: str, password: str) -> User | None:
 
 def sign_in(user: User) -> bool:
     """Start a session after the password step. Returns True when a second factor is still owed."""
+    begin_write()
     owes_second_factor = user.needs_two_factor
     sessions.start(user, two_factor_done=not owes_second_factor)
     if owes_second_factor:
@@ -154,6 +158,7 @@ def sign_in(user: User) -> bool:
 
 def complete_second_factor(user: User, code: str) -> bool:
     """Finish sign-in with a TOTP code or a recovery code."""
+    begin_write()
     row = sessions.current()
     assert row is not None and row.user_id == user.id
     method = None
@@ -175,6 +180,7 @@ def complete_second_factor(user: User, code: str) -> bool:
 def enable_two_factor(user: User, secret: str, code: str) -> list[str] | None:
     """Turn on TOTP once the user proves their app has `secret`. Returns the recovery codes to show
     once, or None when the code is wrong (nothing changes). Completes a pending sign-in."""
+    begin_write()
     step = two_factor.matching_step(secret, code)
     if step is None:
         return None
@@ -195,6 +201,7 @@ def enable_two_factor(user: User, secret: str, code: str) -> list[str] | None:
 
 def disable_two_factor(user: User, password: str) -> bool:
     """Customers may turn two-factor sign-in off again (staff may not)."""
+    begin_write()
     if user.is_staff or not passwords.verify_password(user.password_hash, password):
         return False
     user.totp_enabled = False
@@ -207,6 +214,7 @@ def disable_two_factor(user: User, password: str) -> bool:
 
 
 def sign_out() -> None:
+    begin_write()
     row = sessions.current()
     if row is not None:
         audit.record("sign_out", object_type="user", object_id=row.user_id, actor=row.user)
@@ -216,6 +224,7 @@ def sign_out() -> None:
 
 def change_password(user: User, current_password: str, new_password: str) -> None:
     """:raise FormErrors: wrong current password or a refused new one; nothing changes."""
+    begin_write()
     errors = {}
     if not passwords.verify_password(user.password_hash, current_password):
         errors["current_password"] = "Your current password is not correct."  # noqa: S105 - a field name
@@ -242,6 +251,7 @@ def _token_hash(token: str) -> str:
 def request_password_reset(email: str, link_for: Callable[[str], str]) -> None:
     """Email a single-use, expiring reset link when the account exists. The caller shows the same
     answer either way, so the form does not reveal who has an account."""
+    begin_write()
     user = find_user_by_email(email)
     if user is None or not user.active:
         audit.record("password_reset.requested_unknown", email=email.strip()[:254])
@@ -289,6 +299,7 @@ def reset_password(token: str, new_password: str) -> User:
 
     :raise FormErrors: the link is invalid, used or expired, or the password is refused.
     """
+    begin_write()
     reset = valid_reset(token)
     if reset is None:
         raise FormErrors({"token": "This reset link is invalid, expired or already used."})
@@ -314,6 +325,7 @@ def reset_password(token: str, new_password: str) -> User:
 
 def set_role(user: User, role: str, actor: User) -> None:
     """:raise FormErrors: unknown role, or an admin removing their own admin role."""
+    begin_write()
     if role not in ROLES:
         raise FormErrors({"role": f"Role must be one of {', '.join(ROLES)}."})
     if user.id == actor.id and user.role == "admin" and role != "admin":
@@ -329,6 +341,7 @@ def set_role(user: User, role: str, actor: User) -> None:
 
 
 def set_active(user: User, active: bool, actor: User) -> None:
+    begin_write()
     if user.id == actor.id and not active:
         raise FormErrors({"active": "You cannot disable your own account."})
     user.active = active
@@ -346,6 +359,7 @@ def update_profile(
     user: User, *, legal_name: str, date_of_birth: dt.date | None, phone: str, consent: bool
 ) -> None:
     """:raise FormErrors: nothing is saved."""
+    begin_write()
     errors: dict[str, str] = {}
     legal_name = " ".join(legal_name.split())
     if not legal_name:
@@ -419,6 +433,7 @@ def _make_default(user: User, address: Address) -> None:
 def save_address(user: User, values: dict[str, str], *, address: Address | None = None,
                  make_default: bool = False) -> Address:
     """Add or edit an address. :raise FormErrors: nothing is saved."""
+    begin_write()
     cleaned = _clean_address(values)
     if address is None:
         address = Address(user=user, **cleaned)
@@ -437,12 +452,14 @@ def save_address(user: User, values: dict[str, str], *, address: Address | None 
 
 
 def set_default_address(user: User, address: Address) -> None:
+    begin_write()
     _make_default(user, address)
     audit.record("address.made_default", object_type="address", object_id=address.id)
     db.session.commit()
 
 
 def delete_address(user: User, address: Address) -> None:
+    begin_write()
     was_default = address.is_default
     address_id = address.id
     user.addresses.remove(address)
@@ -460,6 +477,7 @@ PROFILE_ENTRY_LABELS = {
 
 
 def add_profile_entry(user: User, kind: str, text: str) -> ProfileEntry:
+    begin_write()
     text = " ".join(text.split())
     if kind not in PROFILE_ENTRY_LABELS:
         raise FormErrors({"kind": "Choose allergy, medication or condition."})
@@ -484,6 +502,7 @@ def owned_profile_entry(user: User, entry_id: int) -> ProfileEntry | None:
 
 
 def remove_profile_entry(user: User, entry: ProfileEntry) -> None:
+    begin_write()
     entry_id, kind = entry.id, entry.kind
     user.profile_entries.remove(entry)
     audit.record("profile.entry_removed", object_type="profile_entry", object_id=entry_id, kind=kind)

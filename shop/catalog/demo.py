@@ -29,6 +29,7 @@ from shop.catalog.models import (
     Strength,
     search_key,
 )
+from shop.database import begin_write
 from shop.extensions import db
 
 DATA_DIR = Path(__file__).parent / "demo_data"
@@ -159,6 +160,7 @@ def build_product(data: dict[str, Any], monographs: dict[str, Monograph]) -> Pro
 
 def load_demo_catalog(data_dir: Path = DATA_DIR) -> LoadReport:
     """Add the demo monographs and products that are missing, in one transaction."""
+    begin_write()
     report = LoadReport()
     existing_monographs = {m.slug: m for m in db.session.scalars(sa.select(Monograph))}
     existing_products = set(db.session.scalars(sa.select(Product.slug)))

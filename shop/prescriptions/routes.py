@@ -1,0 +1,121 @@
+"""Customer pages: upload prescriptions, follow their status, view the documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from wtforms.fields.choices import SelectChoice
+
+from shop import access
+from shop.catalog.models import Product
+from shop.extensions import db
+from shop.prescriptions import forms, services
+from shop.prescriptions.storage import StorageError, TamperedFile, store_for_app
+from shop.prescriptions.validation import UploadRefused, render_pdf_page
+
+bp = Blueprint("prescriptions", __name__, url_prefix="/prescriptions")
+
+
+def _me() -> Any:
+    return current_user._get_current_object()  # type: ignore[attr-defined]
+
+
+def _product_choices() -> list[SelectChoice]:
+    products = db.session.scalars(
+        sa.select(Product).where(Product.active, Product.prescription_only).order_by(Product.name)
+    )
+    return [SelectChoice("", "Not sure / other")] + [SelectChoice(str(p.id), p.name) for p in products]
+
+
+@bp.get("")
+@access.customer
+def index() -> str:
+    return render_template("prescriptions/index.html",
+                           prescriptions=services.customer_prescriptions(_me()))
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@access.customer
+def upload() -> Any:
+    form = forms.UploadForm()
+    form.product_id.choices = _product_choices()
+    if request.method == "GET" and request.args.get("product", "").isdigit():
+        form.product_id.data = request.args["product"]
+    if form.validate_on_submit():
+        uploads = [services.Upload(f.read(), f.filename or "") for f in request.files.getlist("files")]
+        try:
+            prescription = services.upload(
+                _me(), uploads,
+                requested_product_id=int(form.product_id.data) if form.product_id.data else None,
+                note=form.note.data or "", store=store_for_app(current_app),
+            )
+        except UploadRefused as error:
+            form.files.errors = [*form.files.errors, error.message]
+        else:
+            flash("Thank you: your prescription is uploaded. A pharmacist will check it and we will "
+                  "email you the result.", "success")
+            return redirect(url_for("prescriptions.detail", prescription_id=prescription.id))
+    return render_template("prescriptions/upload.html", form=form)
+
+
+@bp.get("/<int:prescription_id>")
+@access.customer
+def detail(prescription_id: int) -> str:
+    """:raise 404: not one of this customer's prescriptions."""
+    prescription = services.owned_prescription(_me(), prescription_id)
+    if prescription is None:
+        abort(404)
+    return render_template("prescriptions/detail.html", prescription=prescription)
+
+
+@bp.get("/<int:prescription_id>/files/<int:file_id>")
+@access.signed_in
+def file(prescription_id: int, file_id: int) -> Response:
+    """The document, to its owner and to pharmacists only; every view is audited.
+
+    `?page=N` shows page N of a PDF as an image; `?download=1` offers it as a download.
+    :raise 404: no such file, or the viewer may not see it.
+    """
+    viewer = _me()
+    record = services.file_for_viewer(viewer, prescription_id, file_id)
+    if record is None:
+        abort(404)
+    download = request.args.get("download") == "1"
+    page = request.args.get("page", type=int)
+    try:
+        data = services.read_file(viewer, record, store_for_app(current_app),
+                                  purpose="downloaded" if download else "viewed")
+    except TamperedFile:
+        current_app.logger.error("prescription file %s failed its integrity check", record.id)
+        abort(500)
+    except StorageError:
+        current_app.logger.error("prescription file %s could not be read from storage", record.id)
+        abort(500)
+    content_type, extension = record.content_type, record.extension
+    if page is not None and record.content_type == "application/pdf":
+        try:
+            data = render_pdf_page(data, page)
+        except UploadRefused:
+            abort(404)
+        content_type, extension = "image/png", "png"
+    response = Response(data, mimetype=content_type)
+    disposition = "attachment" if download else "inline"
+    name = f"prescription-{prescription_id}-{record.position + 1}.{extension}"
+    response.headers["Content-Disposition"] = f'{disposition}; filename="{name}"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox"
+    response.headers["Cache-Control"] = "no-store"
+    return response
