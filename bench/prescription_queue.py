@@ -32,7 +32,7 @@ from shop.catalog.demo import load_demo_catalog
 from shop.extensions import db
 from shop.prescriptions.models import Prescription, PrescriptionFile
 
-PASSWORD = "benchmark passphrase 2026"  # noqa: S105
+PASSWORD = "benchmark passphrase 2026"
 
 
 def fill(count: int, waiting: int) -> None:
@@ -93,7 +93,7 @@ def main() -> None:
 
     statements: list[str] = []
 
-    def count(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+    def count(_conn, _cursor, statement, *_args) -> None:
         statements.append(statement)
 
     def measure(url: str, repeats: int = 20) -> tuple[float, float, int]:
