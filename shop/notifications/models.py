@@ -26,3 +26,7 @@ class OutboxMessage(db.Model):
     sent_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    # When a failed message may be tried again, and a worker's short lease on it while sending,
+    # so two workers never send the same message.
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    locked_until: Mapped[dt.datetime | None]

@@ -1,0 +1,1 @@
+"""The cart and the prescription gate."""

@@ -1,0 +1,1 @@
+"""Inventory: stock lots, the stock ledger and allocation."""

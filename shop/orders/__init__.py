@@ -1,0 +1,1 @@
+"""Orders: placement, the status pipeline, payments and fulfilment."""
