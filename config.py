@@ -68,6 +68,10 @@ class Config:
     PUBLIC_URL = os.environ.get("PUBLIC_URL", "http://127.0.0.1:5000")
 
     CURRENCY = os.environ.get("SHOP_CURRENCY", "USD")
+    SHIPPING_CENTS = _env_int("SHIPPING_CENTS", 995)
+    FREE_SHIPPING_FROM_CENTS = _env_int("FREE_SHIPPING_FROM_CENTS", 10_000)
+    # An order not paid within this time gives back its stock and prescription quantity.
+    ORDER_PAY_WITHIN_MINUTES = _env_int("ORDER_PAY_WITHIN_MINUTES", 60)
     # A package with this many packs or fewer still available shows "Only N left".
     LOW_STOCK_PACKS = _env_int("LOW_STOCK_PACKS", 5)
 

@@ -4,6 +4,7 @@ without one, and an access-matrix test checks each rule against every role.
 - public: anyone.
 - signed_in: any signed-in account (visitors are sent to sign in).
 - customer / pharmacist / admin: signed in with that role; other roles get 403.
+- shopper: visitors and customers (staff get 403).
 - two_factor_pending: a browser that has passed the password step and owes the second factor.
 """
 
@@ -56,6 +57,18 @@ signed_in = _requires("signed_in", None)
 customer = _requires("customer", ("customer",))
 pharmacist = _requires("pharmacist", ("pharmacist",))
 admin = _requires("admin", ("admin",))
+
+
+def shopper(view: F) -> F:
+    """Visitors and customers (the cart); staff accounts do not shop and get 403."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_user.is_authenticated and current_user.role != "customer":
+            abort(403)
+        return view(*args, **kwargs)
+
+    return _declare(wrapped, "shopper")  # type: ignore[arg-type]
 
 
 def two_factor_pending(view: F) -> F:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -26,6 +27,7 @@ CUSTOMER = {"visitor": SIGN_IN, "customer": 200, "other_customer": 200, "pharmac
 OWN_OBJECT = {"visitor": SIGN_IN, "customer": 200, "other_customer": 404, "pharmacist": 403, "admin": 403}
 ADMIN = {"visitor": SIGN_IN, "customer": 403, "other_customer": 403, "pharmacist": 403, "admin": 200}
 PHARMACIST = {"visitor": SIGN_IN, "customer": 403, "other_customer": 403, "pharmacist": 200, "admin": 403}
+SHOPPER = {"visitor": 200, "customer": 200, "other_customer": 200, "pharmacist": 403, "admin": 403}
 VISITOR_ONLY = {"visitor": 200, "customer": 302, "other_customer": 302, "pharmacist": 302, "admin": 302}
 
 
@@ -87,6 +89,14 @@ MATRIX = [
     ("pharmacy.approve", "POST", "/pharmacy/prescriptions/{rx}/approve", {}, but(PHARMACIST, pharmacist=422)),
     ("pharmacy.reject", "POST", "/pharmacy/prescriptions/{rx}/reject", {}, but(PHARMACIST, pharmacist=422)),
     ("pharmacy.release", "POST", "/pharmacy/prescriptions/{rx}/release", {}, but(PHARMACIST, pharmacist=302)),
+    ("cart.show", "GET", "/cart", None, SHOPPER),
+    ("cart.add", "POST", "/cart/add", {}, but(SHOPPER, visitor=400, customer=400, other_customer=400)),
+    ("cart.update", "POST", "/cart/update", {}, but(SHOPPER, visitor=400, customer=400, other_customer=400)),
+    ("checkout.start", "GET", "/checkout", None, but(CUSTOMER, customer=302, other_customer=302)),
+    ("checkout.place", "POST", "/checkout", {}, but(CUSTOMER, customer=400, other_customer=400)),
+    ("orders.index", "GET", "/orders", None, CUSTOMER),
+    ("orders.detail", "GET", "/orders/{order}", None, OWN_OBJECT),
+    ("orders.pay", "GET", "/orders/{order}/pay", None, but(OWN_OBJECT, customer=302)),
     ("profile.make_default_address", "POST", "/account/addresses/{address}/default", {},
      but(OWN_OBJECT, customer=302)),
     ("profile.remove_health_entry", "POST", "/account/health/{entry}/delete", {},
@@ -141,8 +151,15 @@ def objects(app: Flask, users: dict[str, int]) -> dict[str, object]:
             services.request_password_reset("customer@example.com", lambda t: links.append(t) or t)
         prescription = prescriptions.upload(customer, [prescriptions.Upload(png_bytes(), "rx.png")],
                                             requested_product_id=None, note="", store=store_for_app(app))
+        from shop.cart import services as cart
+        from shop.catalog.models import Package, Strength
+        from shop.orders import services as orders
+
+        thiamine = db.session.scalars(sa.select(Package).join(Strength).where(Strength.slug == "100-mg")).first()
+        cart.add(customer, thiamine.id)
+        order = orders.place_order(customer, address.id, "matrix-token")
         return {"address": address.id, "entry": entry.id, "token": links[0], "rx": prescription.id,
-                "rx_file": prescription.files[0].id}
+                "rx_file": prescription.files[0].id, "order": order.number}
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -47,6 +47,11 @@ def _apply_errors(form: forms.FlaskForm, error: services.FormErrors) -> None:
 
 
 def _after_sign_in(default: str = "accounts.overview") -> Any:
+    user = sessions.signed_in_user()
+    if user is not None and user.role == "customer":
+        from shop.cart.services import merge_session_cart
+
+        merge_session_cart(user)
     return redirect(safe_next(request.values.get("next")) or url_for(default))
 
 
@@ -71,7 +76,7 @@ def register() -> Any:
         else:
             services.sign_in(user)
             flash("Welcome! Your account is ready.", "success")
-            return redirect(url_for("profile.profile"))
+            return _after_sign_in("profile.profile")
     return render_template("accounts/register.html", form=form)
 
 

@@ -30,7 +30,10 @@ def hash_token(token: str) -> str:
 def start(user: User, *, two_factor_done: bool) -> UserSession:
     """Open a new session for `user`; the caller commits. Everything from before is dropped, so
     a session id planted before sign-in is never promoted (no fixation)."""
+    carried = session.get("cart")  # a visitor's cart survives signing in, to be merged
     session.clear()
+    if carried:
+        session["cart"] = carried
     token = secrets.token_urlsafe(32)
     row = UserSession(
         token_hash=hash_token(token),

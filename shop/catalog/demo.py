@@ -31,6 +31,7 @@ from shop.catalog.models import (
 )
 from shop.database import begin_write
 from shop.extensions import db
+from shop.inventory.services import add_lot
 
 DATA_DIR = Path(__file__).parent / "demo_data"
 
@@ -149,13 +150,21 @@ def build_product(data: dict[str, Any], monographs: dict[str, Monograph]) -> Pro
             unit=s["unit"],
             dosage_form=s["dosage_form"],
             position=i,
-            stock_on_hand=s.get("stock", 0),
         )
         strength.packages = [
             Package(units=units, price_cents=money.parse_price(price)) for units, price in s["packages"]
         ]
         product.strengths.append(strength)
     return product
+
+
+def _receive_demo_stock(product: Product, data: dict[str, Any]) -> None:
+    # Each demo strength's stock arrives as one lot that expires in two years.
+    expiry = dt.date.today().replace(day=1) + dt.timedelta(days=730)
+    for strength, spec in zip(product.strengths, data["strengths"], strict=True):
+        if spec.get("stock"):
+            add_lot(strength, lot_number=f"DEMO-{product.slug}-{strength.slug}".upper(),
+                    expiry_date=expiry, units=spec["stock"], supplier_reference="demo stock")
 
 
 def load_demo_catalog(data_dir: Path = DATA_DIR) -> LoadReport:
@@ -174,7 +183,10 @@ def load_demo_catalog(data_dir: Path = DATA_DIR) -> LoadReport:
                 report.monographs_added += 1
         for data in _read(data_dir / "catalog.toml")["products"]:
             if data["slug"] not in existing_products:
-                db.session.add(build_product(data, existing_monographs))
+                product = build_product(data, existing_monographs)
+                db.session.add(product)
+                db.session.flush()
+                _receive_demo_stock(product, data)
                 report.products_added += 1
         db.session.commit()
     except Exception:

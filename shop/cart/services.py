@@ -1,0 +1,214 @@
+"""The cart: in the database for signed-in customers, in the session for visitors (merged into the
+account at sign-in). Prices and stock are always read from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from flask import current_app, session
+from sqlalchemy.orm import joinedload
+
+from shop import money
+from shop.accounts.models import User
+from shop.cart.gate import Coverage, evaluate
+from shop.cart.models import CartLine
+from shop.catalog.models import Package, Product, Strength
+from shop.database import begin_write
+from shop.extensions import db
+
+SESSION_KEY = "cart"
+MAX_PACKS_PER_LINE = 10
+
+
+class CartError(ValueError):
+    """A cart change that cannot be made; the message says why."""
+
+
+@dataclass
+class LineView:
+    package: Package
+    quantity: int
+    price_when_added: int | None
+    coverage: Coverage | None = None
+
+    @property
+    def strength(self) -> Strength:
+        return self.package.strength
+
+    @property
+    def product(self) -> Product:
+        return self.package.strength.product
+
+    @property
+    def per_unit_cents(self) -> int:
+        return money.per_unit_cents(self.package.price_cents, self.package.units)
+
+    @property
+    def total_cents(self) -> int:
+        return self.package.price_cents * self.quantity
+
+    @property
+    def price_changed(self) -> bool:
+        return self.price_when_added is not None and self.price_when_added != self.package.price_cents
+
+    @property
+    def packs_available(self) -> int:
+        return max(self.strength.stock_available, 0) // self.package.units
+
+
+@dataclass
+class CartView:
+    lines: list[LineView] = field(default_factory=list)
+    currency: str = "USD"
+    shipping_cents: int = 0
+
+    @property
+    def subtotal_cents(self) -> int:
+        return sum(line.total_cents for line in self.lines)
+
+    @property
+    def total_cents(self) -> int:
+        return self.subtotal_cents + self.shipping_cents
+
+    @property
+    def can_checkout(self) -> bool:
+        return bool(self.lines) and all(
+            line.coverage is not None and line.coverage.ok and line.packs_available >= line.quantity
+            for line in self.lines)
+
+    @property
+    def count(self) -> int:
+        return sum(line.quantity for line in self.lines)
+
+
+def shipping_for(subtotal_cents: int) -> int:
+    config = current_app.config
+    if subtotal_cents == 0 or subtotal_cents >= config["FREE_SHIPPING_FROM_CENTS"]:
+        return 0
+    return config["SHIPPING_CENTS"]
+
+
+def _packages(ids: list[int]) -> dict[int, Package]:
+    if not ids:
+        return {}
+    stmt = sa.select(Package).where(Package.id.in_(ids)).options(
+        joinedload(Package.strength).joinedload(Strength.product))
+    return {p.id: p for p in db.session.scalars(stmt)}
+
+
+def _session_items() -> dict[str, int]:
+    raw = session.get(SESSION_KEY, {})
+    return {k: v for k, v in raw.items() if str(k).isdigit() and isinstance(v, int) and v > 0} \
+        if isinstance(raw, dict) else {}
+
+
+def view(user: User | None) -> CartView:
+    if user is not None:
+        rows = db.session.scalars(sa.select(CartLine).where(CartLine.user_id == user.id)
+                                  .order_by(CartLine.id)).all()
+        items = [(row.package_id, row.quantity, row.price_cents_when_added) for row in rows]
+    else:
+        items = [(int(k), v, None) for k, v in _session_items().items()]
+    packages = _packages([i[0] for i in items])
+    lines = [LineView(packages[pid], qty, added) for pid, qty, added in items if pid in packages]
+    coverage = evaluate(user, [(line.package, line.quantity) for line in lines])
+    for line in lines:
+        line.coverage = coverage[line.package.strength_id]
+    cart = CartView(lines, current_app.config["CURRENCY"])
+    cart.shipping_cents = shipping_for(cart.subtotal_cents)
+    return cart
+
+
+def _sellable_package(package_id: int) -> Package:
+    package = _packages([package_id]).get(package_id)
+    if package is None or not (
+        package.active and package.strength.active and package.strength.product.active
+    ):
+        raise CartError("This package is not available.")
+    if package.strength.product.controlled_substance:
+        raise CartError("This shop does not sell controlled substances online.")
+    return package
+
+
+def add(user: User | None, package_id: int, quantity: int = 1) -> Package:
+    """Add packs of a package (or more of it). :raise CartError: nothing changes."""
+    if not 1 <= quantity <= MAX_PACKS_PER_LINE:
+        raise CartError(f"Choose between 1 and {MAX_PACKS_PER_LINE} packs.")
+    package = _sellable_package(package_id)
+    if user is None:
+        items = _session_items()
+        new = items.get(str(package_id), 0) + quantity
+        if new > MAX_PACKS_PER_LINE:
+            raise CartError(f"At most {MAX_PACKS_PER_LINE} packs of one package per order.")
+        items[str(package_id)] = new
+        session[SESSION_KEY] = items
+        return package
+    begin_write()
+    line = db.session.scalars(sa.select(CartLine).where(CartLine.user_id == user.id,
+                                                        CartLine.package_id == package_id)).first()
+    if line is None:
+        db.session.add(CartLine(user_id=user.id, package_id=package_id, quantity=quantity,
+                                price_cents_when_added=package.price_cents))
+    elif line.quantity + quantity > MAX_PACKS_PER_LINE:
+        db.session.rollback()
+        raise CartError(f"At most {MAX_PACKS_PER_LINE} packs of one package per order.")
+    else:
+        line.quantity += quantity
+    db.session.commit()
+    return package
+
+
+def set_quantity(user: User | None, package_id: int, quantity: int) -> None:
+    """Change a line's packs; 0 removes it. :raise CartError: nothing changes."""
+    if not 0 <= quantity <= MAX_PACKS_PER_LINE:
+        raise CartError(f"Choose between 0 and {MAX_PACKS_PER_LINE} packs.")
+    if user is None:
+        items = _session_items()
+        if str(package_id) not in items:
+            raise CartError("That item is not in your cart.")
+        if quantity:
+            items[str(package_id)] = quantity
+        else:
+            items.pop(str(package_id))
+        session[SESSION_KEY] = items
+        return
+    begin_write()
+    line = db.session.scalars(sa.select(CartLine).where(CartLine.user_id == user.id,
+                                                        CartLine.package_id == package_id)).first()
+    if line is None:
+        db.session.rollback()
+        raise CartError("That item is not in your cart.")
+    if quantity:
+        line.quantity = quantity
+    else:
+        db.session.delete(line)
+    db.session.commit()
+
+
+def merge_session_cart(user: User) -> None:
+    """Move a visitor's cart into their account after sign-in (quantities add up, capped)."""
+    items = _session_items()
+    if not items:
+        return
+    begin_write()
+    packages = _packages([int(k) for k in items])
+    for key, quantity in items.items():
+        package = packages.get(int(key))
+        if package is None:
+            continue
+        line = db.session.scalars(sa.select(CartLine).where(CartLine.user_id == user.id,
+                                                            CartLine.package_id == package.id)).first()
+        if line is None:
+            db.session.add(CartLine(user_id=user.id, package_id=package.id,
+                                    quantity=min(quantity, MAX_PACKS_PER_LINE),
+                                    price_cents_when_added=package.price_cents))
+        else:
+            line.quantity = min(line.quantity + quantity, MAX_PACKS_PER_LINE)
+    db.session.commit()
+    session.pop(SESSION_KEY, None)
+
+
+def clear(user: User) -> None:
+    """Empty the cart (the caller commits, as part of placing the order)."""
+    db.session.execute(sa.delete(CartLine).where(CartLine.user_id == user.id))

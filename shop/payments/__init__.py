@@ -1,0 +1,1 @@
+"""Card payments through Stripe PaymentIntents: authorise at checkout, capture, cancel, refund."""
