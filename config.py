@@ -61,6 +61,22 @@ class Config:
     PRESCRIPTION_ENCRYPTION_KEY = os.environ.get("PRESCRIPTION_ENCRYPTION_KEY", "")
     PRESCRIPTION_KEY_AUTOCREATE = False
 
+    # Email: "log" only logs (development); "smtp" sends through MAIL_HOST.
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "log")
+    MAIL_HOST = os.environ.get("MAIL_HOST", "localhost")
+    MAIL_PORT = _env_int("MAIL_PORT", 25)
+    MAIL_SENDER = os.environ.get("MAIL_SENDER", "")
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+    MAIL_STARTTLS = os.environ.get("MAIL_STARTTLS", "") in ("1", "true", "yes", "on")
+    MAIL_TIMEOUT_SECONDS = _env_int("MAIL_TIMEOUT_SECONDS", 10)
+
+    # Stripe. STRIPE_API_BASE points the official client at localstripe in development.
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "sk_test_localstripe")
+    STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_localstripe")
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:8420") or None
+
     HSTS = False
     DEV_MAILBOX = False
     # Links in emails are built on this address, never on the request's Host header (which an
@@ -111,6 +127,7 @@ class TestingConfig(Config):
 class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
     HSTS = True
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE") or None  # real Stripe unless told
 
     @classmethod
     def validate(cls, settings: dict) -> None:
@@ -124,6 +141,12 @@ class ProductionConfig(Config):
             problems.append("DATABASE_URL must name the production database")
         if not settings.get("PRESCRIPTION_ENCRYPTION_KEY"):
             problems.append("PRESCRIPTION_ENCRYPTION_KEY must hold the documents' encryption key")
+        if settings.get("MAIL_BACKEND") != "smtp":
+            problems.append("MAIL_BACKEND must be smtp (customers must receive their emails)")
+        if str(settings.get("STRIPE_SECRET_KEY", "")).endswith("localstripe") or settings.get(
+            "STRIPE_API_BASE"
+        ):
+            problems.append("STRIPE_SECRET_KEY must be a real key and STRIPE_API_BASE unset")
         if not str(settings.get("PUBLIC_URL", "")).startswith("https://"):
             problems.append("PUBLIC_URL must be the shop's https:// address")
         if problems:

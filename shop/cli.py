@@ -23,6 +23,8 @@ def load_demo() -> None:
 
 def init_app(app: Flask) -> None:
     from shop.accounts import cli as accounts_cli
+    from shop.notifications.worker import worker_command
 
+    shop_cli.add_command(worker_command)
     app.cli.add_command(shop_cli)
     accounts_cli.init_app(app)
