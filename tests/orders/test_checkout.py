@@ -1,0 +1,229 @@
+"""The cart, the prescription gate and placing orders (stock and prescription quantity)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from shop.accounts.models import Address, User
+from shop.cart import services as cart
+from shop.catalog.models import Package, Product, Strength
+from shop.extensions import db
+from shop.orders import services as orders
+from shop.orders.models import Order
+from shop.prescriptions.models import Prescription
+from tests.conftest import csrf_token
+
+
+def package(units: int, strength_slug: str = "50-mg") -> Package:
+    return db.session.scalars(sa.select(Package).join(Strength).where(
+        Strength.slug == strength_slug, Package.units == units)).one()
+
+
+def prescription(customer_id: int, *, status: str = "approved", strength_slug: str = "50-mg",
+                 quantity: int = 90, refills: int = 0, expires_in_days: int = 300) -> int:
+    strength = db.session.scalars(sa.select(Strength).where(Strength.slug == strength_slug)).one()
+    p = Prescription(customer_id=customer_id, status=status, product_id=strength.product_id,
+                     requested_product_id=strength.product_id,
+                     strength_id=strength.id if status == "approved" else None,
+                     quantity_authorised=quantity if status == "approved" else None, refills=refills,
+                     expires_on=dt.date.today() + dt.timedelta(days=expires_in_days),
+                     rejection_reason="illegible" if status == "rejected" else None)
+    db.session.add(p)
+    db.session.commit()
+    return p.id
+
+
+def address_for(user_id: int) -> int:
+    a = Address(user_id=user_id, recipient="R", line1="1 Main St", city="Portland", state="OR",
+                postal_code="97204", is_default=True)
+    db.session.add(a)
+    db.session.commit()
+    return a.id
+
+
+def coverage_of(user_id: int | None, *lines: tuple[int, str, int]) -> list[str]:
+    user = db.session.get(User, user_id) if user_id else None
+    pairs = [(package(units, slug), qty) for units, slug, qty in lines]
+    from shop.cart.gate import evaluate
+
+    result = evaluate(user, pairs)
+    return [result[p.strength_id].reason for p, _ in pairs]
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ({}, "no_prescription"),
+        ({"status": "uploaded"}, "pending"),
+        ({"status": "rejected"}, "rejected"),
+        ({"expires_in_days": -1}, "expired"),
+        ({"quantity": 60}, "insufficient"),
+        ({"quantity": 90}, "covered"),
+        ({"quantity": 30, "refills": 2}, "covered"),  # 30 x (1 + 2) = 90 units
+        ({"strength_slug": "4-5-mg"}, "no_prescription"),  # approved, but another strength
+    ],
+)
+def test_gate_for_the_90_pack(app_ctx: Flask, users: dict[str, int], setup: dict, expected: str) -> None:
+    if setup:
+        prescription(users["customer"], **setup)
+    assert coverage_of(users["customer"], (90, "50-mg", 1)) == [expected]
+
+
+def test_another_customers_prescription_does_not_count(app_ctx: Flask, users: dict[str, int]) -> None:
+    prescription(users["other_customer"])
+    assert coverage_of(users["customer"], (90, "50-mg", 1)) == ["no_prescription"]
+
+
+def test_over_the_counter_and_mixed_carts(app_ctx: Flask, users: dict[str, int]) -> None:
+    assert coverage_of(users["customer"], (100, "100-mg", 2)) == ["otc"]
+    assert coverage_of(users["customer"], (100, "100-mg", 1), (30, "50-mg", 1)) == ["otc", "no_prescription"]
+    prescription(users["customer"], quantity=90)
+    # Two lines of one strength add up: 30 + 60 = 90 units is covered, 90 + 30 is not.
+    assert coverage_of(users["customer"], (30, "50-mg", 1), (60, "50-mg", 1)) == ["covered", "covered"]
+    assert coverage_of(users["customer"], (90, "50-mg", 1), (30, "50-mg", 1)) == ["insufficient"] * 2
+
+
+def test_visitors_are_asked_to_sign_in_for_prescription_items(app_ctx: Flask) -> None:
+    assert coverage_of(None, (90, "50-mg", 1)) == ["sign_in"]
+
+
+def test_controlled_or_inactive_items_cannot_be_bought(app_ctx: Flask, users: dict[str, int]) -> None:
+    db.session.execute(sa.update(Product).where(Product.slug == "disulfiram").values(controlled_substance=True))
+    db.session.commit()
+    assert coverage_of(users["customer"], (30, "250-mg", 1)) == ["controlled"]
+    with pytest.raises(cart.CartError):
+        cart.add(db.session.get(User, users["customer"]), package(30, "250-mg").id)
+
+
+def test_cart_page_explains_each_line_and_keeps_checkout_closed(
+    app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    client = signed_in("customer")
+    with app.app_context():
+        ids = [package(90).id, package(100, "100-mg").id]
+    token = csrf_token(client, "/cart")
+    for pid in ids:
+        assert client.post("/cart/add", data={"package_id": pid, "csrf_token": token,
+                                              "price_cents": "1"}).status_code == 302
+    page = client.get("/cart").get_data(as_text=True)
+    assert "Prescription required: upload your prescription" in page
+    assert "No prescription needed." in page
+    assert "Upload a prescription for this item" in page
+    assert 'disabled aria-describedby="checkout-note"' in page
+    assert "$604.67" in page  # 595.68 + 8.99 from the database; the posted price is ignored
+    response = client.get("/checkout")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/cart")
+
+
+def test_visitor_cart_merges_at_sign_in(app: Flask, users: dict[str, int]) -> None:
+    from tests.conftest import sign_in
+
+    client = app.test_client()
+    with app.app_context():
+        pid = package(100, "100-mg").id
+    client.post("/cart/add", data={"package_id": pid, "quantity": "2", "csrf_token": csrf_token(client, "/products/thiamine")})
+    assert "$17.98" in client.get("/cart").get_data(as_text=True)
+    sign_in(client, app, "customer@example.com")
+    page = client.get("/cart").get_data(as_text=True)
+    assert "$17.98" in page
+    with app.app_context():
+        view = cart.view(db.session.get(User, users["customer"]))
+        assert [(line.package.id, line.quantity) for line in view.lines] == [(pid, 2)]
+
+
+def test_placing_an_order_allocates_reserves_and_is_idempotent(app_ctx: Flask, users: dict[str, int]) -> None:
+    customer = db.session.get(User, users["customer"])
+    rx = prescription(users["customer"], quantity=30, refills=2)
+    address = address_for(users["customer"])
+    cart.add(customer, package(90).id)
+    order = orders.place_order(customer, address, "token-1")
+    again = orders.place_order(customer, address, "token-1")
+    assert again.id == order.id
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 1
+    order = db.session.get(Order, order.id)
+    assert order.total_cents == 59568 and order.shipping_cents == 0
+    assert [(line.product_name, line.strength_label, line.units, line.unit_price_cents) for line in order.lines] == [
+        ("Naltrexone", "50 mg", 90, 59568)]
+    strength = db.session.get(Strength, order.lines[0].strength_id)
+    assert strength.stock_allocated == 90
+    assert db.session.get(Prescription, rx).quantity_reserved == 90
+    assert cart.view(customer).lines == []
+    # A later price change does not touch the order's snapshot.
+    db.session.execute(sa.update(Package).where(Package.id == order.lines[0].package_id).values(price_cents=1))
+    db.session.commit()
+    assert db.session.get(Order, order.id).lines[0].unit_price_cents == 59568
+
+
+def test_the_prescription_cannot_be_used_twice(app_ctx: Flask, users: dict[str, int]) -> None:
+    customer = db.session.get(User, users["customer"])
+    prescription(users["customer"], quantity=90)
+    address = address_for(users["customer"])
+    cart.add(customer, package(90).id)
+    orders.place_order(customer, address, "first")
+    cart.add(customer, package(30).id)
+    assert coverage_of(users["customer"], (30, "50-mg", 1)) == ["insufficient"]
+    with pytest.raises(orders.CheckoutError):
+        orders.place_order(customer, address, "second")
+
+
+def test_cancelling_returns_stock_and_prescription_quantity(app_ctx: Flask, users: dict[str, int]) -> None:
+    customer = db.session.get(User, users["customer"])
+    rx = prescription(users["customer"], quantity=90)
+    cart.add(customer, package(90).id)
+    order = orders.place_order(customer, address_for(users["customer"]), "t")
+    orders.cancel(order, None, "not paid in time")
+    order = db.session.get(Order, order.id)
+    assert order.status == "cancelled"
+    assert db.session.get(Strength, order.lines[0].strength_id).stock_allocated == 0
+    assert db.session.get(Prescription, rx).quantity_reserved == 0
+    with pytest.raises(orders.IllegalTransition):
+        orders.ship(order, customer, "UPS", "1Z")
+
+
+def test_thirty_buyers_for_the_last_five_packs(app: Flask, make_user: Callable[..., int]) -> None:
+    buyers = [make_user(f"buyer{n}@example.com") for n in range(30)]
+    with app.app_context():
+        pid = package(100, "100-mg").id
+        strength_id = db.session.get(Package, pid).strength_id
+        strength = db.session.get(Strength, strength_id)
+        strength.stock_allocated = strength.stock_on_hand - 500  # 5 packs of 100 left
+        db.session.commit()
+        addresses = {b: address_for(b) for b in buyers}
+        for b in buyers:
+            cart.add(db.session.get(User, b), pid)
+    results: list[str] = []
+    barrier = threading.Barrier(len(buyers), timeout=30)
+
+    def buy(user_id: int) -> None:
+        # Wait before touching the database: 30 threads holding connections at a barrier would
+        # exhaust the connection pool (15) and never meet.
+        barrier.wait()
+        with app.app_context():
+            user = db.session.get(User, user_id)
+            try:
+                orders.place_order(user, addresses[user_id], f"token-{user_id}")
+                results.append("ok")
+            except orders.CheckoutError as error:
+                results.append(str(error))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=buy, args=(b,)) for b in buyers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results.count("ok") == 5, results
+    assert len(results) == 30
+    assert all("Thiamine" in r for r in results if r != "ok")
+    with app.app_context():
+        strength = db.session.get(Strength, strength_id)
+        assert strength.stock_on_hand - strength.stock_allocated == 0
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 5
