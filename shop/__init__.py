@@ -65,11 +65,12 @@ def register_blueprints(app: Flask) -> None:
     from shop.orders.routes import bp as orders_bp
     from shop.orders.routes import checkout_bp
     from shop.pages.routes import bp as pages_bp
+    from shop.payments.routes import bp as payments_bp
     from shop.prescriptions.pharmacy_routes import bp as pharmacy_bp
     from shop.prescriptions.routes import bp as prescriptions_bp
 
     for blueprint in (catalog_bp, pages_bp, accounts_bp, profile_bp, admin_bp, notifications_bp,
-                      prescriptions_bp, pharmacy_bp, cart_bp, checkout_bp, orders_bp):
+                      prescriptions_bp, pharmacy_bp, cart_bp, checkout_bp, orders_bp, payments_bp):
         app.register_blueprint(blueprint)
 
 

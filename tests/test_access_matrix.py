@@ -97,6 +97,7 @@ MATRIX = [
     ("orders.index", "GET", "/orders", None, CUSTOMER),
     ("orders.detail", "GET", "/orders/{order}", None, OWN_OBJECT),
     ("orders.pay", "GET", "/orders/{order}/pay", None, but(OWN_OBJECT, customer=302)),
+    ("payments.webhook", "POST", "/stripe/webhook", {}, dict.fromkeys(ROLES, 400)),
     ("profile.make_default_address", "POST", "/account/addresses/{address}/default", {},
      but(OWN_OBJECT, customer=302)),
     ("profile.remove_health_entry", "POST", "/account/health/{entry}/delete", {},
