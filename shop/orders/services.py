@@ -383,3 +383,17 @@ def record_refund(order: Order, actor: User, amount: int, refund_id: str) -> Non
 def expired_unpaid(now: dt.datetime | None = None) -> list[Order]:
     return list(db.session.scalars(sa.select(Order).where(
         Order.status == AWAITING_PAYMENT, Order.pay_by < (now or utcnow()))))
+
+
+def release_expired(now: dt.datetime | None = None) -> int:
+    """Cancel orders not paid in time, giving back their stock and prescription quantity.
+    Run by `flask shop release-expired` and by the worker."""
+    released = 0
+    for order in expired_unpaid(now):
+        try:
+            cancel(order, None, "not paid in time")
+        except IllegalTransition:
+            db.session.rollback()  # paid meanwhile
+            continue
+        released += 1
+    return released

@@ -227,3 +227,23 @@ def test_thirty_buyers_for_the_last_five_packs(app: Flask, make_user: Callable[.
         strength = db.session.get(Strength, strength_id)
         assert strength.stock_on_hand - strength.stock_allocated == 0
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 5
+
+
+def test_unpaid_orders_are_released_after_their_time(app: Flask, users: dict[str, int]) -> None:
+    import time_machine
+
+    with app.app_context():
+        customer = db.session.get(User, users["customer"])
+        rx = prescription(users["customer"], quantity=90)
+        cart.add(customer, package(90).id)
+        order = orders.place_order(customer, address_for(users["customer"]), "late")
+        order_id = order.id
+    runner = app.test_cli_runner()
+    assert "Released 0" in runner.invoke(args=["shop", "release-expired"]).output
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=61)):
+        assert "Released 1" in runner.invoke(args=["shop", "release-expired"]).output
+    with app.app_context():
+        order = db.session.get(Order, order_id)
+        assert order.status == "cancelled"
+        assert db.session.get(Prescription, rx).quantity_reserved == 0
+        assert db.session.get(Strength, order.lines[0].strength_id).stock_allocated == 0
