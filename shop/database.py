@@ -35,6 +35,15 @@ def begin_write() -> None:
     session.connection(execution_options={IMMEDIATE_OPTION: True})
 
 
+LIKE_ESCAPE = "\\"
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def is_sqlite(uri: str) -> bool:
     return uri.startswith("sqlite")
 

@@ -11,7 +11,7 @@ from flask_login import current_user
 
 from shop import access
 from shop.accounts import forms, services
-from shop.accounts.routes import _apply_errors
+from shop.form_errors import apply_errors
 
 bp = Blueprint("profile", __name__, url_prefix="/account")
 
@@ -47,7 +47,7 @@ def profile() -> Any:
                 consent=form.consent.data,
             )
         except services.FormErrors as error:
-            _apply_errors(form, error)
+            apply_errors(form, error.errors)
         else:
             flash("Your profile is saved.", "success")
             return redirect(url_for("profile.profile"))
@@ -106,7 +106,7 @@ def new_address() -> Any:
         try:
             services.save_address(user, form.data, make_default=form.make_default.data)
         except services.FormErrors as error:
-            _apply_errors(form, error)
+            apply_errors(form, error.errors)
         else:
             flash("Address added.", "success")
             return redirect(url_for("profile.addresses"))
@@ -127,11 +127,22 @@ def edit_address(address_id: int) -> Any:
         try:
             services.save_address(user, form.data, address=address, make_default=form.make_default.data)
         except services.FormErrors as error:
-            _apply_errors(form, error)
+            apply_errors(form, error.errors)
         else:
             flash("Address saved.", "success")
             return redirect(url_for("profile.addresses"))
     return render_template("accounts/address_form.html", form=form, address=address)
+
+
+def _confirmed_address(user: Any, address_id: int) -> Any:
+    """The customer's own address for a confirmed button press. :raise 404: not theirs;
+    :raise 400: no valid CSRF token."""
+    address = services.owned_address(user, address_id)
+    if address is None:
+        abort(404)
+    if not forms.ConfirmForm().validate_on_submit():
+        abort(400)
+    return address
 
 
 @bp.post("/addresses/<int:address_id>/default")
@@ -139,12 +150,7 @@ def edit_address(address_id: int) -> Any:
 def make_default_address(address_id: int) -> Any:
     """:raise 404: no such address of this customer."""
     user = _me()
-    address = services.owned_address(user, address_id)
-    if address is None:
-        abort(404)
-    if not forms.ConfirmForm().validate_on_submit():
-        abort(400)
-    services.set_default_address(user, address)
+    services.set_default_address(user, _confirmed_address(user, address_id))
     flash("Default shipping address changed.", "success")
     return redirect(url_for("profile.addresses"))
 
@@ -154,11 +160,6 @@ def make_default_address(address_id: int) -> Any:
 def delete_address(address_id: int) -> Any:
     """:raise 404: no such address of this customer."""
     user = _me()
-    address = services.owned_address(user, address_id)
-    if address is None:
-        abort(404)
-    if not forms.ConfirmForm().validate_on_submit():
-        abort(400)
-    services.delete_address(user, address)
+    services.delete_address(user, _confirmed_address(user, address_id))
     flash("Address removed.", "success")
     return redirect(url_for("profile.addresses"))

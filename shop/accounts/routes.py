@@ -20,6 +20,7 @@ from shop import access
 from shop.accounts import forms, services, sessions, two_factor
 from shop.accounts.models import User
 from shop.extensions import limiter
+from shop.form_errors import apply_errors
 from shop.safe_redirect import safe_next
 
 bp = Blueprint("accounts", __name__, url_prefix="/account")
@@ -37,13 +38,6 @@ def _failed(response: Any) -> bool:
     return getattr(response, "status_code", 200) != 302
 
 
-def _apply_errors(form: forms.FlaskForm, error: services.FormErrors) -> None:
-    for name, message in error.errors.items():
-        field = getattr(form, name, None)
-        if field is not None:
-            field.errors = [*field.errors, message]
-        else:
-            flash(message, "error")
 
 
 def _after_sign_in(default: str = "accounts.overview") -> Any:
@@ -72,7 +66,7 @@ def register() -> Any:
                 consent=form.consent.data,
             )
         except services.FormErrors as error:
-            _apply_errors(form, error)
+            apply_errors(form, error.errors)
         else:
             services.sign_in(user)
             flash("Welcome! Your account is ready.", "success")
@@ -177,7 +171,7 @@ def change_password() -> Any:
         try:
             services.change_password(current_user, form.current_password.data, form.new_password.data)
         except services.FormErrors as error:
-            _apply_errors(form, error)
+            apply_errors(form, error.errors)
         else:
             flash("Your password is changed. Other devices have been signed out.", "success")
             return redirect(url_for("accounts.overview"))
@@ -213,7 +207,7 @@ def reset(token: str) -> Any:
         except services.FormErrors as error:
             if "token" in error.errors:
                 return render_template("accounts/reset_invalid.html"), 404
-            _apply_errors(form, error)
+            apply_errors(form, error.errors)
         else:
             flash("Your password is changed. Sign in with the new one.", "success")
             return redirect(url_for("accounts.login"))

@@ -17,6 +17,7 @@ from flask import current_app, g, has_request_context, request, session
 
 from shop.accounts.models import User, UserSession
 from shop.audit import client_ip, utcnow
+from shop.database import begin_write
 from shop.extensions import db
 
 SESSION_KEY = "sid"
@@ -69,18 +70,19 @@ def _load() -> UserSession | None:
         return None
     now = utcnow()
     absolute = dt.timedelta(hours=current_app.config["SESSION_ABSOLUTE_HOURS"])
-    if (
+    expired = (
         not row.user.active
         or now - row.last_seen_at > _idle_limit(row.user)
         or now - row.created_at > absolute
-    ):
-        row.revoked_at = now
+    )
+    if expired or now - row.last_seen_at > TOUCH_EVERY:
+        # A write after the read above: take the write lock first (see begin_write).
+        row_id = row.id
+        begin_write()
+        values = {"revoked_at": now} if expired else {"last_seen_at": now}
+        db.session.execute(sa.update(UserSession).where(UserSession.id == row_id).values(**values))
         db.session.commit()
-        return None
-    if now - row.last_seen_at > TOUCH_EVERY:
-        row.last_seen_at = now
-        db.session.commit()
-    return row
+    return None if expired else row
 
 
 def current() -> UserSession | None:

@@ -9,6 +9,7 @@ from flask import Blueprint, render_template, request
 
 from shop import access
 from shop.audit import AuditEvent
+from shop.database import LIKE_ESCAPE, contains_pattern
 from shop.extensions import db
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -39,8 +40,7 @@ def audit_log() -> str:
 
     stmt = sa.select(AuditEvent).order_by(AuditEvent.id.desc()).limit(PAGE_SIZE + 1)
     if actor:
-        escaped = actor.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(AuditEvent.actor_email.like(f"%{escaped}%", escape="\\"))
+        stmt = stmt.where(AuditEvent.actor_email.like(contains_pattern(actor), escape=LIKE_ESCAPE))
     if action:
         stmt = stmt.where(AuditEvent.action == action)
     if date_from:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from shop.catalog.models import Monograph, Product, ProductAlias, Strength, search_key
 from shop.catalog.pricing import PackageRow, lowest_per_unit_cents, package_rows
+from shop.database import LIKE_ESCAPE, contains_pattern
 from shop.extensions import db
 
 MAX_QUERY_LENGTH = 100
@@ -45,11 +46,6 @@ def list_products(currency: str) -> list[ProductSummary]:
     return _summaries(list(db.session.scalars(stmt)), currency)
 
 
-def _like_pattern(key: str) -> str:
-    escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _normalised(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
     # The SQL twin of search_key() for the common punctuation in drug names.
     return sa.func.lower(sa.func.replace(sa.func.replace(column, "-", " "), ".", " "))
@@ -65,11 +61,11 @@ def search_products(query: str, currency: str) -> list[ProductSummary]:
     key = normalise_query(query)
     if not key:
         return []
-    pattern = _like_pattern(key)
+    pattern = contains_pattern(key)
     alias_hit = (
         sa.select(ProductAlias.id)
         .where(ProductAlias.product_id == Product.id)
-        .where(ProductAlias.search_key.like(pattern, escape="\\"))
+        .where(ProductAlias.search_key.like(pattern, escape=LIKE_ESCAPE))
         .exists()
     )
     stmt = _with_catalog_tree(
@@ -77,8 +73,8 @@ def search_products(query: str, currency: str) -> list[ProductSummary]:
         .where(Product.active)
         .where(
             sa.or_(
-                _normalised(Product.name).like(pattern, escape="\\"),
-                _normalised(Product.generic_name).like(pattern, escape="\\"),
+                _normalised(Product.name).like(pattern, escape=LIKE_ESCAPE),
+                _normalised(Product.generic_name).like(pattern, escape=LIKE_ESCAPE),
                 alias_hit,
             )
         )

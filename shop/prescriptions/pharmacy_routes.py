@@ -14,6 +14,7 @@ from shop import access
 from shop.accounts.forms import ConfirmForm
 from shop.catalog.models import Product
 from shop.extensions import db
+from shop.form_errors import apply_errors
 from shop.prescriptions import forms, services
 from shop.prescriptions.models import Prescription
 
@@ -134,12 +135,7 @@ def approve(prescription_id: int) -> Any:
         try:
             services.approve(prescription_id, _me(), _transcription(form))
         except services.ReviewError as error:
-            for name, message in error.errors.items():
-                field = getattr(form, name, None)
-                if field is not None:
-                    field.errors = [*field.errors, message]
-                else:
-                    flash(message, "error")
+            apply_errors(form, error.errors)
         else:
             flash(f"Prescription #{prescription_id} is approved; the customer is notified.", "success")
             return redirect(url_for("pharmacy.queue"))
@@ -158,12 +154,7 @@ def reject(prescription_id: int) -> Any:
         try:
             services.reject(prescription_id, _me(), reject_form.reason.data, reject_form.note.data or "")
         except services.ReviewError as error:
-            for name, message in error.errors.items():
-                field = getattr(reject_form, name, None)
-                if field is not None:
-                    field.errors = [*field.errors, message]
-                else:
-                    flash(message, "error")
+            apply_errors(reject_form, error.errors)
         else:
             flash(f"Prescription #{prescription_id} is rejected; the customer is notified.", "success")
             return redirect(url_for("pharmacy.queue"))

@@ -22,7 +22,7 @@ SEVERITY_ORDER = {"severe": 0, "moderate": 1, "minor": 2}
 
 
 @dataclass(frozen=True)
-class Warning:
+class SafetyWarning:
     severity: str  # severe | moderate | minor
     kind: str  # contraindication | interaction | allergy | duplicate | dose | identity
     title: str
@@ -36,8 +36,8 @@ def _contains(haystack: str, needle: str) -> bool:
     return bool(pin.strip()) and pin in hay
 
 
-def profile_warnings(patient: User, product: Product) -> list[Warning]:
-    warnings: list[Warning] = []
+def profile_warnings(patient: User, product: Product) -> list[SafetyWarning]:
+    warnings: list[SafetyWarning] = []
     monograph = product.monograph
     medications = [e.text for e in patient.entries("medication")]
     conditions = [e.text for e in patient.entries("condition")]
@@ -46,7 +46,7 @@ def profile_warnings(patient: User, product: Product) -> list[Warning]:
             hits = sorted({text for text in medications + conditions
                            for term in entry.match_list if _contains(text, term)})
             if hits:
-                warnings.append(Warning(
+                warnings.append(SafetyWarning(
                     entry.severity, entry.kind,
                     f"{entry.kind.capitalize()}: {entry.term}",
                     f"Patient lists {', '.join(hits)}. {entry.note}".strip(),
@@ -56,12 +56,12 @@ def profile_warnings(patient: User, product: Product) -> list[Warning]:
         names.append(monograph.drug_name)
     for allergy in patient.entries("allergy"):
         if any(_contains(allergy.text, name) or _contains(name, allergy.text) for name in names):
-            warnings.append(Warning("severe", "allergy", f"Allergy: {allergy.text}",
+            warnings.append(SafetyWarning("severe", "allergy", f"Allergy: {allergy.text}",
                                     f"The patient reports an allergy that matches {product.name}."))
     return warnings
 
 
-def duplicate_warnings(patient: User, product: Product, exclude_id: int | None) -> list[Warning]:
+def duplicate_warnings(patient: User, product: Product, exclude_id: int | None) -> list[SafetyWarning]:
     from shop.prescriptions.models import APPROVED, Prescription
 
     today = dt.date.today()
@@ -75,14 +75,14 @@ def duplicate_warnings(patient: User, product: Product, exclude_id: int | None) 
         )
     ).all()
     return [
-        Warning("moderate", "duplicate", "Duplicate therapy",
+        SafetyWarning("moderate", "duplicate", "Duplicate therapy",
                 f"Prescription #{p.id} for {product.name} is already approved and active "
                 f"(expires {p.expires_on:%d %b %Y}, {p.quantity_remaining} units left).")
         for p in others
     ]
 
 
-def dose_warnings(product: Product, strength: Strength, units_per_day: Decimal | None) -> list[Warning]:
+def dose_warnings(product: Product, strength: Strength, units_per_day: Decimal | None) -> list[SafetyWarning]:
     monograph = product.monograph
     if monograph is None or units_per_day is None or strength.unit != "mg":
         return []
@@ -92,21 +92,21 @@ def dose_warnings(product: Product, strength: Strength, units_per_day: Decimal |
     if not ranges or any(low <= daily <= high for low, high in ranges):
         return []
     usual = "; ".join(f"{low.normalize():f}–{high.normalize():f} mg" for low, high in ranges)
-    return [Warning("severe", "dose", "Dose outside the usual range",
+    return [SafetyWarning("severe", "dose", "Dose outside the usual range",
                     f"{daily.normalize():f} mg a day ({units_per_day.normalize():f} × {strength.label}); "
                     f"the monograph's usual daily doses are {usual}.")]
 
 
-def identity_warnings(patient: User, name: str | None, born: dt.date | None) -> list[Warning]:
+def identity_warnings(patient: User, name: str | None, born: dt.date | None) -> list[SafetyWarning]:
     warnings = []
     if name and search_key(name) != search_key(patient.legal_name):
-        warnings.append(Warning("moderate", "identity", "Patient name differs from the account",
+        warnings.append(SafetyWarning("moderate", "identity", "Patient name differs from the account",
                                 f"Prescription: {name}; account: {patient.legal_name}."))
     if born and patient.date_of_birth and born != patient.date_of_birth:
-        warnings.append(Warning("moderate", "identity", "Date of birth differs from the account",
+        warnings.append(SafetyWarning("moderate", "identity", "Date of birth differs from the account",
                                 f"Prescription: {born:%d %b %Y}; account: {patient.date_of_birth:%d %b %Y}."))
     return warnings
 
 
-def sort_warnings(warnings: list[Warning]) -> list[Warning]:
+def sort_warnings(warnings: list[SafetyWarning]) -> list[SafetyWarning]:
     return sorted(warnings, key=lambda w: (SEVERITY_ORDER[w.severity], w.kind, w.title))

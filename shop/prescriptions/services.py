@@ -330,7 +330,7 @@ class Transcription:
     verification_method: str
     verification_contact: str
     override_reason: str = ""
-    warnings: list[safety.Warning] = field(default_factory=list)
+    warnings: list[safety.SafetyWarning] = field(default_factory=list)
 
 
 def default_expiry(date_written: dt.date) -> dt.date:
@@ -382,7 +382,7 @@ def _validate(t: Transcription) -> tuple[dict[str, str], Product | None, Strengt
     return errors, product, strength
 
 
-def review_warnings(prescription: Prescription, t: Transcription) -> list[safety.Warning]:
+def review_warnings(prescription: Prescription, t: Transcription) -> list[safety.SafetyWarning]:
     product = db.session.get(Product, t.product_id) if t.product_id else None
     if product is None:
         product = prescription.requested_product
