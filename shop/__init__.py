@@ -58,19 +58,25 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from shop.accounts.profile_routes import bp as profile_bp
     from shop.accounts.routes import bp as accounts_bp
+    from shop.admin.catalog_routes import bp as admin_catalog_bp
+    from shop.admin.price_routes import bp as admin_prices_bp
     from shop.admin.routes import bp as admin_bp
+    from shop.admin.stock_routes import bp as admin_stock_bp
+    from shop.admin.user_routes import bp as admin_users_bp
     from shop.cart.routes import bp as cart_bp
     from shop.catalog.routes import bp as catalog_bp
     from shop.notifications.routes import bp as notifications_bp
     from shop.orders.routes import bp as orders_bp
     from shop.orders.routes import checkout_bp
+    from shop.orders.staff_routes import bp as staff_orders_bp
     from shop.pages.routes import bp as pages_bp
     from shop.payments.routes import bp as payments_bp
     from shop.prescriptions.pharmacy_routes import bp as pharmacy_bp
     from shop.prescriptions.routes import bp as prescriptions_bp
 
     for blueprint in (catalog_bp, pages_bp, accounts_bp, profile_bp, admin_bp, notifications_bp,
-                      prescriptions_bp, pharmacy_bp, cart_bp, checkout_bp, orders_bp, payments_bp):
+                      prescriptions_bp, pharmacy_bp, cart_bp, checkout_bp, orders_bp, payments_bp,
+                      staff_orders_bp, admin_prices_bp, admin_stock_bp, admin_catalog_bp, admin_users_bp):
         app.register_blueprint(blueprint)
 
 

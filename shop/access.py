@@ -57,6 +57,8 @@ signed_in = _requires("signed_in", None)
 customer = _requires("customer", ("customer",))
 pharmacist = _requires("pharmacist", ("pharmacist",))
 admin = _requires("admin", ("admin",))
+# Pharmacists and admins: the day-to-day order work (shipping, delivery, cancelling).
+staff = _requires("staff", ("pharmacist", "admin"))
 
 
 def shopper(view: F) -> F:

@@ -4,6 +4,7 @@ from shop import audit as audit_models
 from shop.accounts import models as account_models
 from shop.cart import models as cart_models
 from shop.catalog import models as catalog_models
+from shop.catalog import price_models
 from shop.inventory import models as inventory_models
 from shop.notifications import models as notification_models
 from shop.orders import models as order_models
@@ -18,4 +19,5 @@ __all__ = [
     "notification_models",
     "order_models",
     "prescription_models",
+    "price_models",
 ]

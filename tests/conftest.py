@@ -29,6 +29,7 @@ from waitress.server import create_server
 from shop import create_app
 from shop.catalog.demo import load_demo_catalog
 from shop.extensions import db, limiter
+from tests.stripe_server import start_localstripe, stop
 
 TEST_DB = os.environ.get("SHOP_TEST_DB", "sqlite")
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -126,6 +127,29 @@ def fresh_catalog(request: pytest.FixtureRequest) -> Iterator[None]:
         db.session.remove()
         limiter.reset()
     yield
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a running localstripe, e.g. "http://127.0.0.1:53211" (its log: localstripe.log
+    in the session's temporary directory)."""
+    process, base_url = start_localstripe(tmp_path_factory.mktemp("localstripe") / "localstripe.log")
+    try:
+        yield base_url
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def stripe_app(app: Flask, localstripe: str) -> Iterator[Flask]:
+    """The app taking payments from the session's localstripe (the default points at the
+    development port 8420)."""
+    saved = app.config["STRIPE_API_BASE"]
+    app.config["STRIPE_API_BASE"] = localstripe
+    app.extensions.pop("payment_gateway", None)
+    yield app
+    app.config["STRIPE_API_BASE"] = saved
+    app.extensions.pop("payment_gateway", None)
 
 
 @pytest.fixture

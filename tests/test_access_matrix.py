@@ -17,25 +17,30 @@ from flask.testing import FlaskClient
 
 from shop.accounts.models import Address, ProfileEntry, User
 from shop.extensions import db
+from tests.access_roles import (
+    ADMIN,
+    CUSTOMER,
+    OWN_OBJECT,
+    PHARMACIST,
+    PUBLIC,
+    ROLES,
+    SHOPPER,
+    SIGN_IN,
+    SIGNED_IN,
+    VISITOR_ONLY,
+    but,
+)
+from tests.admin.rows_catalog import ROWS as CATALOG_ROWS
+from tests.admin.rows_prices import ROWS as PRICE_ROWS
+from tests.admin.rows_stock import ROWS as STOCK_ROWS
+from tests.admin.rows_users import ROWS as USER_ROWS
+from tests.orders.rows_staff import ROWS as STAFF_ORDER_ROWS
 
-ROLES = ("visitor", "customer", "other_customer", "pharmacist", "admin")
-SIGN_IN = "302>"
+# Rows of later areas live beside their tests, one file each, and are spliced in below.
+EXTRA_ROWS = [*STAFF_ORDER_ROWS, *PRICE_ROWS, *STOCK_ROWS, *CATALOG_ROWS, *USER_ROWS]
 
-PUBLIC = dict.fromkeys(ROLES, 200)
-SIGNED_IN = {"visitor": SIGN_IN, "customer": 200, "other_customer": 200, "pharmacist": 200, "admin": 200}
-CUSTOMER = {"visitor": SIGN_IN, "customer": 200, "other_customer": 200, "pharmacist": 403, "admin": 403}
-OWN_OBJECT = {"visitor": SIGN_IN, "customer": 200, "other_customer": 404, "pharmacist": 403, "admin": 403}
-ADMIN = {"visitor": SIGN_IN, "customer": 403, "other_customer": 403, "pharmacist": 403, "admin": 200}
-PHARMACIST = {"visitor": SIGN_IN, "customer": 403, "other_customer": 403, "pharmacist": 200, "admin": 403}
-SHOPPER = {"visitor": 200, "customer": 200, "other_customer": 200, "pharmacist": 403, "admin": 403}
-VISITOR_ONLY = {"visitor": 200, "customer": 302, "other_customer": 302, "pharmacist": 302, "admin": 302}
-
-
-def but(base: dict, **changes: object) -> dict:
-    return {**base, **changes}
-
-
-# (endpoint, method, url, form data, expected). {address}, {entry} and {token} are the customer's.
+# (endpoint, method, url, form data, expected). {address}, {entry} and {token} are the customer's;
+# the `objects` fixture below lists every placeholder.
 # Rows that change state for their owner come last, in an order that keeps later rows meaningful.
 MATRIX = [
     ("catalog.home", "GET", "/", None, PUBLIC),
@@ -98,6 +103,7 @@ MATRIX = [
     ("orders.detail", "GET", "/orders/{order}", None, OWN_OBJECT),
     ("orders.pay", "GET", "/orders/{order}/pay", None, but(OWN_OBJECT, customer=302)),
     ("payments.webhook", "POST", "/stripe/webhook", {}, dict.fromkeys(ROLES, 400)),
+    *EXTRA_ROWS,
     ("profile.make_default_address", "POST", "/account/addresses/{address}/default", {},
      but(OWN_OBJECT, customer=302)),
     ("profile.remove_health_entry", "POST", "/account/health/{entry}/delete", {},
@@ -159,8 +165,23 @@ def objects(app: Flask, users: dict[str, int]) -> dict[str, object]:
         thiamine = db.session.scalars(sa.select(Package).join(Strength).where(Strength.slug == "100-mg")).first()
         cart.add(customer, thiamine.id)
         order = orders.place_order(customer, address.id, "matrix-token")
+        from shop.catalog.models import Monograph, Product
+        from shop.inventory.models import StockLot
+
+        naltrexone = db.session.scalars(sa.select(Product).where(Product.slug == "naltrexone")).one()
+        strength = next(s for s in naltrexone.strengths if s.slug == "50-mg")
+        package = next(p for p in strength.packages if p.units == 60)
+        lot = db.session.scalars(sa.select(StockLot).where(StockLot.strength_id == strength.id)).first()
+        monograph = db.session.scalars(sa.select(Monograph).where(Monograph.slug == "naltrexone")).one()
         return {"address": address.id, "entry": entry.id, "token": links[0], "rx": prescription.id,
-                "rx_file": prescription.files[0].id, "order": order.number}
+                "rx_file": prescription.files[0].id, "order": order.number,
+                # Catalog objects: naltrexone, its 50 mg strength, that strength's 60 pack and a lot.
+                "product": naltrexone.id, "product_slug": naltrexone.slug, "strength": strength.id,
+                "package": package.id, "lot": lot.id, "monograph": monograph.id,
+                "monograph_slug": monograph.slug,
+                # Accounts by role, for the user-management pages.
+                "customer_id": users["customer"], "pharmacist_id": users["pharmacist"],
+                "admin_id": users["admin"]}
 
 
 @pytest.mark.parametrize("role", ROLES)

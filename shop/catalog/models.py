@@ -250,6 +250,8 @@ class Strength(db.Model):
     # Units (tablets, capsules) on the shelf, and those promised to unpaid or unshipped orders.
     stock_on_hand: Mapped[int] = mapped_column(default=0)
     stock_allocated: Mapped[int] = mapped_column(default=0)
+    # Available units at or below this show on the admin low-stock page (None: the shop default).
+    low_stock_units: Mapped[int | None]
 
     product: Mapped[Product] = relationship(back_populates="strengths")
     packages: Mapped[list[Package]] = relationship(
@@ -281,5 +283,8 @@ class Package(db.Model):
     price_cents: Mapped[int]
     currency: Mapped[str] = mapped_column(sa.String(3), default="USD")
     active: Mapped[bool] = mapped_column(default=True)
+    # Bumped by every price or state change: an editor saving over a version it did not see is
+    # told the price changed meanwhile instead of silently overwriting it.
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     strength: Mapped[Strength] = relationship(back_populates="packages")

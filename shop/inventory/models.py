@@ -7,11 +7,18 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from shop.accounts.models import User
 from shop.audit import utcnow
 from shop.catalog.models import Strength
 from shop.extensions import db
 
 MOVEMENT_KINDS = ("receipt", "allocation", "release", "dispense", "adjustment", "expiry")
+ADJUSTMENT_REASONS = {
+    "count_correction": "Count correction",
+    "damaged": "Damaged",
+    "expired": "Expired",
+    "returned": "Returned",
+}
 
 
 class StockLot(db.Model):
@@ -49,4 +56,9 @@ class StockMovement(db.Model):
     kind: Mapped[str] = mapped_column(sa.String(20))
     units: Mapped[int]
     order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("shop_order.id"), index=True)
+    # For adjustments: one of ADJUSTMENT_REASONS; `reason` holds the free-text note.
+    reason_code: Mapped[str | None] = mapped_column(sa.String(20))
     reason: Mapped[str] = mapped_column(sa.String(200), default="")
+
+    lot: Mapped[StockLot | None] = relationship()
+    actor: Mapped[User | None] = relationship()

@@ -30,7 +30,7 @@ from shop.payments.gateway import (
     gateway_for_app,
     verify_webhook,
 )
-from tests.payments.conftest import SECRET_KEY, free_port, register_webhook, unregister_webhook
+from tests.stripe_server import SECRET_KEY, free_port, register_webhook, unregister_webhook
 
 AMOUNT = 59568  # $595.68
 # Order ids unique to this run, so the idempotency keys would not meet an earlier run's on real Stripe.

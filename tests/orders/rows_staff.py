@@ -1,0 +1,6 @@
+"""Access-matrix rows for staff order pages (see tests/test_access_matrix.py for the format and the
+placeholders its `objects` fixture fills in)."""
+
+from __future__ import annotations
+
+ROWS: list[tuple] = []
