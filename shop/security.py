@@ -7,20 +7,32 @@ from flask.wrappers import Response
 
 from shop.accounts import sessions
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-        "object-src 'none'",
-        "base-uri 'none'",
-    ]
-)
+DIRECTIVES: dict[str, tuple[str, ...]] = {
+    "default-src": ("'self'",),
+    "script-src": ("'self'",),
+    "style-src": ("'self'",),
+    "img-src": ("'self'", "data:"),
+    "font-src": ("'self'",),
+    "connect-src": ("'self'",),
+    "frame-src": ("'none'",),
+    "form-action": ("'self'",),
+    "frame-ancestors": ("'none'",),
+    "object-src": ("'none'",),
+    "base-uri": ("'none'",),
+}
+
+
+def content_security_policy(extra: dict[str, tuple[str, ...]] | None = None) -> str:
+    """The policy, with `extra` sources allowed per directive (the payment page adds Stripe's)."""
+    directives = dict(DIRECTIVES)
+    for name, sources in (extra or {}).items():
+        if sources:
+            base = tuple(s for s in directives.get(name, ("'self'",)) if s != "'none'")
+            directives[name] = base + tuple(sources)
+    return "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items())
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 # Pages under these paths show or take personal data even before anyone is signed in.
 PRIVATE_PREFIXES = ("/account", "/admin", "/pharmacy", "/dev/")
 

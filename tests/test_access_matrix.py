@@ -101,7 +101,9 @@ MATRIX = [
     ("checkout.place", "POST", "/checkout", {}, but(CUSTOMER, customer=400, other_customer=400)),
     ("orders.index", "GET", "/orders", None, CUSTOMER),
     ("orders.detail", "GET", "/orders/{order}", None, OWN_OBJECT),
-    ("orders.pay", "GET", "/orders/{order}/pay", None, but(OWN_OBJECT, customer=302)),
+    ("orders.pay", "GET", "/orders/{order}/pay", None, OWN_OBJECT),
+    ("orders.pay_submit", "POST", "/orders/{order}/pay", {}, but(OWN_OBJECT, customer=422)),
+    ("orders.pay_check", "POST", "/orders/{order}/pay/check", {}, but(OWN_OBJECT, customer=422)),
     ("payments.webhook", "POST", "/stripe/webhook", {}, dict.fromkeys(ROLES, 400)),
     *EXTRA_ROWS,
     ("profile.make_default_address", "POST", "/account/addresses/{address}/default", {},
@@ -186,8 +188,9 @@ def objects(app: Flask, users: dict[str, int]) -> dict[str, object]:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_access_matrix(
-    app: Flask, role: str, signed_in: Callable[[str], FlaskClient], objects: dict[str, object]
+    stripe_app: Flask, role: str, signed_in: Callable[[str], FlaskClient], objects: dict[str, object]
 ) -> None:
+    app = stripe_app  # the payment pages talk to localstripe
     client = app.test_client() if role == "visitor" else signed_in(role)
     token = token_for(client)
     failures = []

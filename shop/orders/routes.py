@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 
 from shop import access
 from shop.accounts.forms import ConfirmForm
 from shop.cart import services as cart
 from shop.orders import services
+from shop.orders.models import AWAITING_PAYMENT, Order
+from shop.payments import checkout
+from shop.payments.gateway import GatewayError, gateway_for_app
+from shop.security import content_security_policy
 
 checkout_bp = Blueprint("checkout", __name__, url_prefix="/checkout")
 bp = Blueprint("orders", __name__, url_prefix="/orders")
@@ -69,11 +84,75 @@ def detail(number: str) -> str:
     return render_template("orders/detail.html", order=order)
 
 
-@bp.get("/<number>/pay")
-@access.customer
-def pay(number: str) -> Any:
+def _payable(number: str) -> Order:
     """:raise 404: not one of this customer's orders."""
     order = services.owned_order(_me(), number)
     if order is None:
         abort(404)
+    return order
+
+
+def _payment_page(order: Order, *, error: str = "", action_secret: str | None = None,
+                  status: int = 200) -> Any:
+    gateway = gateway_for_app(current_app)
+    html = render_template("orders/pay.html", order=order, error=error, action_secret=action_secret,
+                           stripe_js_url=gateway.stripe_js_url, publishable_key=gateway.publishable_key,
+                           tokenise_with_card=bool(gateway.api_base), form=ConfirmForm())
+    response = make_response(html, status)
+    # Stripe's script (or localstripe's stand-in) is allowed on this page only.
+    response.headers["Content-Security-Policy"] = content_security_policy(gateway.content_security_policy())
+    return response
+
+
+def _after_payment(order: Order, outcome: checkout.Outcome) -> Any:
+    if outcome.action_client_secret:
+        return _payment_page(order, action_secret=outcome.action_client_secret)
+    if outcome.paid:
+        flash("Thank you: your card is authorised. It is charged only when our pharmacist releases the "
+              "order.", "success")
     return redirect(url_for("orders.detail", number=order.number))
+
+
+@bp.get("/<number>/pay")
+@access.customer
+def pay(number: str) -> Any:
+    """The payment step. :raise 404: not one of this customer's orders."""
+    order = _payable(number)
+    if order.status != AWAITING_PAYMENT:
+        return redirect(url_for("orders.detail", number=order.number))
+    try:
+        intent = checkout.payable_intent(order, gateway_for_app(current_app))
+    except GatewayError:
+        return _payment_page(order, status=503, error="We could not reach our card processor. Please "
+                             "reload this page in a minute; your order is kept until it is due.")
+    if intent is None:
+        return _after_payment(order, checkout.Outcome(paid=True))
+    return _payment_page(order)
+
+
+@bp.post("/<number>/pay")
+@access.customer
+def pay_submit(number: str) -> Any:
+    """The card the browser tokenised. :raise 404: not one of this customer's orders."""
+    order = _payable(number)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        outcome = checkout.pay(order, gateway_for_app(current_app), request.form.get("payment_method", ""))
+    except checkout.PaymentProblem as problem:
+        return _payment_page(order, error=str(problem), status=422)
+    return _after_payment(order, outcome)
+
+
+@bp.post("/<number>/pay/check")
+@access.customer
+def pay_check(number: str) -> Any:
+    """Back from the bank's check in the browser. :raise 404: not one of this customer's orders."""
+    order = _payable(number)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        outcome = checkout.check(order, gateway_for_app(current_app))
+    except checkout.PaymentProblem as problem:
+        return _payment_page(order, error=str(problem), status=422)
+    return _after_payment(order, outcome)

@@ -155,9 +155,12 @@ class PaymentGateway:
     # Server side ---------------------------------------------------------------------------------
 
     def create_authorisation(
-        self, *, order_id: int, order_number: str, amount_cents: int, currency: str
+        self, *, order_id: int, order_number: str, amount_cents: int, currency: str, attempt: int = 1
     ) -> Intent:
-        """A PaymentIntent that only authorises the card; the money moves at `capture`."""
+        """A PaymentIntent that only authorises the card; the money moves at `capture`.
+
+        `attempt` counts the order's intents: after a declined card the old intent is cancelled and
+        the next attempt needs its own idempotency key, or Stripe would answer with the cancelled one."""
         _check_cents(amount_cents)
         params: dict[str, Any] = {
             "amount": amount_cents,
@@ -167,7 +170,7 @@ class PaymentGateway:
             "payment_method_types": ["card"],
             "metadata": {"order_id": str(order_id), "order_number": order_number},
         }
-        options = {"idempotency_key": f"order-{order_id}-authorise-{amount_cents}"}
+        options = {"idempotency_key": f"order-{order_id}-authorise-{amount_cents}-{attempt}"}
         return _intent(self._call("authorise the payment", self._stripe.payment_intents.create,
                                   params, options))
 
@@ -201,7 +204,8 @@ class PaymentGateway:
 
     def cancel(self, intent_id: str, *, order_id: int) -> Intent:
         """Release an authorisation that was not captured."""
-        options = {"idempotency_key": f"order-{order_id}-cancel"}
+        # An order may have several intents (one per declined attempt): the key names the intent.
+        options = {"idempotency_key": f"order-{order_id}-cancel-{intent_id}"}
         return _intent(self._call("cancel the payment", self._stripe.payment_intents.cancel,
                                   intent_id, None, options))
 

@@ -271,11 +271,11 @@ def test_money_moving_calls_carry_idempotency_keys_from_the_order(localstripe: s
 
     keys = {(method, path): key for method, path, key in seen}
     assert [key for method, path, key in seen if path == "/v1/payment_intents"] == [
-        f"order-{order_id}-authorise-{AMOUNT}", f"order-{order_id + 1}-authorise-1234"
+        f"order-{order_id}-authorise-{AMOUNT}-1", f"order-{order_id + 1}-authorise-1234-1"
     ]
     assert keys[("POST", f"/v1/payment_intents/{intent.id}/capture")] == f"order-{order_id}-capture"
     assert keys[("POST", "/v1/refunds")] == f"order-{order_id}-refund-3"
-    assert keys[("POST", f"/v1/payment_intents/{other.id}/cancel")] == f"order-{order_id + 1}-cancel"
+    assert keys[("POST", f"/v1/payment_intents/{other.id}/cancel")] == f"order-{order_id + 1}-cancel-{other.id}"
 
 
 # Webhooks ---------------------------------------------------------------------------------------------
