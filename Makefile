@@ -35,7 +35,7 @@ run: install
 	mkdir -p "$${SHOP_INSTANCE_PATH:-instance}"
 	$(BIN)/flask db upgrade
 	$(BIN)/flask shop load-demo
-	$(BIN)/python -m shop.serve
+	$(BIN)/python -m shop.devserver
 
 lint: install
 	$(BIN)/ruff check .
