@@ -143,12 +143,14 @@ def _declined(order: Order, intent_id: str | None, gateway: PaymentGateway) -> N
 
 
 def _drop_intent(order: Order, intent_id: str, gateway: PaymentGateway) -> None:
-    # Already cancelled, or stuck after a decline: either way it can no longer take money.
-    with contextlib.suppress(GatewayError):
-        gateway.cancel(intent_id, order_id=order.id)
+    """Detach the intent from the order, then cancel it at Stripe. In that order: Stripe's
+    "payment_intent.canceled" webhook for an intent that is still the order's cancels the order."""
     begin_write()
     db.session.execute(sa.update(Order).where(Order.id == order.id, Order.payment_intent_id == intent_id,
                                               Order.status == AWAITING_PAYMENT)
                        .values(payment_intent_id=None).execution_options(synchronize_session=False))
     db.session.commit()
     _reload(order)
+    # Already cancelled, or stuck after a decline: either way it can no longer take money.
+    with contextlib.suppress(GatewayError):
+        gateway.cancel(intent_id, order_id=order.id)
