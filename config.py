@@ -39,6 +39,8 @@ class Config:
     SESSION_IDLE_MINUTES_CUSTOMER = _env_int("SESSION_IDLE_MINUTES_CUSTOMER", 60)
     SESSION_ABSOLUTE_HOURS = _env_int("SESSION_ABSOLUTE_HOURS", 12)
     PERMANENT_SESSION_LIFETIME = dt.timedelta(hours=SESSION_ABSOLUTE_HOURS)
+    # How long the password link in a new staff member's invitation works (once).
+    STAFF_INVITATION_HOURS = _env_int("STAFF_INVITATION_HOURS", 72)
     PASSWORD_RESET_MINUTES = _env_int("PASSWORD_RESET_MINUTES", 30)
 
     # Rate limits (Flask-Limiter). Memory by default; e.g. redis://127.0.0.1:6379/0 to share them

@@ -48,6 +48,9 @@ def set_role(email: str, role: str) -> None:
     user = services.find_user_by_email(email)
     if user is None:
         raise click.ClickException(f"No account {email}")
+    if user.role == "admin" and role != "admin" and user.active and db.session.scalar(
+        sa.select(sa.func.count(User.id)).where(User.role == "admin", User.active)) <= 1:
+        raise click.ClickException(f"{user.email} is the last active admin: make another admin first")
     cli_actor = _CliActor()
     services.set_role(user, role, actor=cli_actor)  # type: ignore[arg-type]
     click.echo(f"{user.email} is now {role}.")

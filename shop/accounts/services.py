@@ -283,6 +283,18 @@ def request_password_reset(email: str, link_for: Callable[[str], str]) -> None:
     db.session.commit()
 
 
+def add_password_link(user: User, lifetime: dt.timedelta) -> str:
+    """A new single-use token with which `user` chooses a password at the reset page, valid for
+    `lifetime`: the reset mechanism with a lifetime of the caller's choosing (a staff invitation
+    lasts longer than a reset). Adds the row to the caller's transaction; the caller commits it
+    together with the email that carries the link."""
+    token = secrets.token_urlsafe(32)
+    db.session.add(
+        PasswordReset(token_hash=_token_hash(token), user_id=user.id, expires_at=utcnow() + lifetime)
+    )
+    return token
+
+
 def valid_reset(token: str) -> PasswordReset | None:
     reset = db.session.scalars(
         sa.select(PasswordReset).where(PasswordReset.token_hash == _token_hash(token))

@@ -110,6 +110,19 @@ def test_cli_set_role_is_audited(app: Flask, users: dict[str, int]) -> None:
         assert event.actor_email == "cli"
 
 
+def test_cli_never_demotes_the_last_active_admin(app: Flask, users: dict[str, int]) -> None:
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "set-role", "--email", "admin@example.com", "--role", "customer"])
+
+    assert result.exit_code != 0 and "last active admin" in result.output
+    with app.app_context():
+        assert db.session.get(User, users["admin"]).role == "admin"
+    # With a second admin it is allowed.
+    runner.invoke(args=["users", "set-role", "--email", "pharmacist@example.com", "--role", "admin"])
+    result = runner.invoke(args=["users", "set-role", "--email", "admin@example.com", "--role", "customer"])
+    assert result.exit_code == 0, result.output
+
+
 def test_demo_accounts_only_in_development(app: Flask) -> None:
     from shop.accounts.demo import load_demo_accounts
 
