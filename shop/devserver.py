@@ -23,7 +23,7 @@ from shop import create_app
 
 def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback http only
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -31,12 +31,12 @@ def _answers(url: str) -> bool:
 
 def _start_localstripe(api_base: str) -> subprocess.Popen | None:
     parts = urlsplit(api_base)
-    if parts.hostname not in ("127.0.0.1", "localhost"):
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost"):
         return None  # not ours to start (a real Stripe or a shared stand-in)
     if _answers(f"{api_base}/js.stripe.com/v3/"):
         print(f"Using the localstripe already running at {api_base}", flush=True)
         return None
-    process = subprocess.Popen([sys.executable, "-m", "shop.devstripe", str(parts.port or 80)],
+    process = subprocess.Popen([sys.executable, "-m", "shop.devstripe", str(parts.port or 80)],  # noqa: S603
                                stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -50,9 +50,9 @@ def _start_localstripe(api_base: str) -> subprocess.Popen | None:
 
 def _register_webhook(api_base: str, shop_url: str, secret: str) -> None:
     body = json.dumps({"url": f"{shop_url}/stripe/webhook", "secret": secret}).encode()
-    request = urllib.request.Request(f"{api_base}/_config/webhooks/shop", data=body, method="POST",
+    request = urllib.request.Request(f"{api_base}/_config/webhooks/shop", data=body, method="POST",  # noqa: S310
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5):
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - the loopback localstripe we started
         pass
 
 

@@ -102,6 +102,20 @@ def test_controlled_or_inactive_items_cannot_be_bought(app_ctx: Flask, users: di
         cart.add(db.session.get(User, users["customer"]), package(30, "250-mg").id)
 
 
+def test_a_package_retired_after_it_went_into_the_cart_cannot_be_bought(
+    app_ctx: Flask, users: dict[str, int]
+) -> None:
+    customer = db.session.get(User, users["customer"])
+    thiamine = package(100, "100-mg")
+    cart.add(customer, thiamine.id)
+    thiamine.active = False
+    db.session.commit()
+
+    assert coverage_of(users["customer"], (100, "100-mg", 1)) == ["unavailable"]
+    with pytest.raises(orders.CheckoutError, match="no longer sold"):
+        orders.place_order(customer, address_for(users["customer"]), "retired-pack")
+
+
 def test_cart_page_explains_each_line_and_keeps_checkout_closed(
     app: Flask, signed_in: Callable[[str], FlaskClient]
 ) -> None:
