@@ -175,12 +175,14 @@ def objects(app: Flask, users: dict[str, int]) -> dict[str, object]:
         package = next(p for p in strength.packages if p.units == 60)
         lot = db.session.scalars(sa.select(StockLot).where(StockLot.strength_id == strength.id)).first()
         monograph = db.session.scalars(sa.select(Monograph).where(Monograph.slug == "naltrexone")).one()
+        alias = naltrexone.aliases[0]
+        safety_entry = monograph.safety_entries[0]
         return {"address": address.id, "entry": entry.id, "token": links[0], "rx": prescription.id,
                 "rx_file": prescription.files[0].id, "order": order.number,
                 # Catalog objects: naltrexone, its 50 mg strength, that strength's 60 pack and a lot.
                 "product": naltrexone.id, "product_slug": naltrexone.slug, "strength": strength.id,
                 "package": package.id, "lot": lot.id, "monograph": monograph.id,
-                "monograph_slug": monograph.slug,
+                "monograph_slug": monograph.slug, "alias": alias.id, "safety_entry": safety_entry.id,
                 # Accounts by role, for the user-management pages.
                 "customer_id": users["customer"], "pharmacist_id": users["pharmacist"],
                 "admin_id": users["admin"]}

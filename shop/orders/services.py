@@ -3,17 +3,22 @@
 Placing an order is one transaction: lines snapshotted, stock allocated (conditional UPDATEs in
 strength-id order), prescription quantity reserved (conditional UPDATEs), the cart emptied. The same
 checkout token twice gives the same order. Status changes go only along TRANSITIONS, each with a
-conditional UPDATE on the expected status, a history event and an audit row.
+conditional UPDATE on the expected status, a history event and an audit row. The staff operations
+that also move money at Stripe (capture, cancel, refund) are in shop.orders.staff, which calls the
+pipeline functions here once Stripe has acted; the payment state is derived from the ledger.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm import joinedload, selectinload
 
 from shop import audit
 from shop.accounts.models import Address, User
@@ -22,6 +27,7 @@ from shop.cart import services as cart
 from shop.database import begin_write
 from shop.extensions import db
 from shop.inventory import services as inventory
+from shop.inventory.models import StockLot
 from shop.money import format_cents
 from shop.notifications.services import enqueue
 from shop.orders.models import (
@@ -32,6 +38,7 @@ from shop.orders.models import (
     REFUNDED,
     RELEASED,
     SHIPPED,
+    STATUS_LABELS,
     Order,
     OrderEvent,
     OrderLine,
@@ -58,7 +65,19 @@ class CheckoutError(Exception):
 
 
 class IllegalTransition(Exception):
-    pass
+    """The order's status does not allow the change (any more); the message says why."""
+
+
+class CannotDispense(Exception):
+    """Not enough unexpired stock to dispense the order. Nothing was changed."""
+
+
+class InvalidInput(Exception):
+    """Typed input is wrong: `errors` maps each field to its message. Nothing was changed."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(" ".join(errors.values()))
+        self.errors = errors
 
 
 def new_checkout_token() -> str:
@@ -74,10 +93,11 @@ def _event(order: Order, actor: User | None, from_status: str | None, to_status:
                               from_status=from_status, to_status=to_status, note=note))
 
 
-def _move(order: Order, to_status: str, actor: User | None, note: str = "", **values: object) -> None:
+def _move(order: Order, to_status: str, actor: User | None, note: str = "",
+          audit_details: dict[str, object] | None = None, **values: object) -> None:
     """Change status only from the status we read; a concurrent change makes this fail."""
     if (order.status, to_status) not in TRANSITIONS:
-        raise IllegalTransition(f"an order cannot go from {order.status} to {to_status}")
+        raise IllegalTransition(refusal(order, to_status))
     from_status = order.status
     done = db.session.execute(
         sa.update(Order).where(Order.id == order.id, Order.status == from_status)
@@ -87,7 +107,7 @@ def _move(order: Order, to_status: str, actor: User | None, note: str = "", **va
         raise IllegalTransition("the order changed meanwhile; reload and try again")
     _event(order, actor, from_status, to_status, note)
     audit.record(f"order.{to_status}", object_type="order", object_id=order.id, actor=actor,
-                 number=order.number, from_status=from_status)
+                 number=order.number, from_status=from_status, **(audit_details or {}))
 
 
 def _notify(order: Order, kind: str, subject: str, text: str) -> None:
@@ -225,12 +245,81 @@ def order_by_number(number: str) -> Order | None:
     return db.session.scalars(sa.select(Order).where(Order.number == number)).first()
 
 
-def orders_in(statuses: Iterable[str]) -> list[Order]:
-    return list(db.session.scalars(sa.select(Order).where(Order.status.in_(tuple(statuses)))
-                                   .order_by(Order.created_at, Order.id)))
+def orders_in(statuses: Iterable[str], *, newest_first: bool = False,
+              limit: int | None = None) -> list[Order]:
+    """Orders in these statuses with their customers; oldest first, the order staff work them in."""
+    order_by = (Order.created_at.desc(), Order.id.desc()) if newest_first else (Order.created_at, Order.id)
+    stmt = (sa.select(Order).where(Order.status.in_(tuple(statuses)))
+            .options(selectinload(Order.customer)).order_by(*order_by))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(db.session.scalars(stmt))
+
+
+ACTION_WORDS = {PAID: "marked paid", RELEASED: "released", SHIPPED: "shipped",
+                DELIVERED: "marked delivered", CANCELLED: "cancelled", REFUNDED: "refunded"}
+
+
+def refusal(order: Order, to_status: str) -> str:
+    """Why the order cannot go to `to_status`, in a sentence for staff."""
+    return (f"Order {order.number} is {STATUS_LABELS[order.status].lower()}, so it cannot be "
+            f"{ACTION_WORDS.get(to_status, to_status)}.")
 
 
 # Payment ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentSummary:
+    """An order's payment, derived from its ledger."""
+
+    authorised: int = 0
+    captured: int = 0
+    refunded: int = 0
+    cancelled: int = 0
+    refund_count: int = 0
+
+    @property
+    def refundable(self) -> int:
+        return max(self.captured - self.refunded, 0)
+
+    @property
+    def state(self) -> str:
+        if self.captured:
+            if self.refunded >= self.captured:
+                return "refunded"
+            return "partly refunded" if self.refunded else "captured"
+        if self.cancelled:
+            return "authorisation cancelled"
+        return "authorised" if self.authorised else "not paid"
+
+
+def payment_summaries(order_ids: Iterable[int]) -> dict[int, PaymentSummary]:
+    """The payment of each order, from one grouped query over the ledger."""
+    ids = tuple(order_ids)
+    totals: dict[int, dict[str, int]] = {order_id: {} for order_id in ids}
+    if ids:
+        rows = db.session.execute(
+            sa.select(PaymentEntry.order_id, PaymentEntry.kind, sa.func.sum(PaymentEntry.amount_cents),
+                      sa.func.count()).where(PaymentEntry.order_id.in_(ids))
+            .group_by(PaymentEntry.order_id, PaymentEntry.kind))
+        for order_id, kind, amount, count in rows:
+            totals[order_id][kind] = int(amount)
+            if kind == "refunded":
+                totals[order_id]["refund_count"] = int(count)
+    return {order_id: PaymentSummary(
+        authorised=sums.get("authorised", 0), captured=sums.get("captured", 0),
+        refunded=sums.get("refunded", 0), cancelled=sums.get("cancelled", 0),
+        refund_count=sums.get("refund_count", 0)) for order_id, sums in totals.items()}
+
+
+def payment_summary(order: Order) -> PaymentSummary:
+    return payment_summaries([order.id])[order.id]
+
+
+def payment_state(order: Order) -> str:
+    """"not paid", "authorised", "authorisation cancelled", "captured", "partly refunded" or "refunded"."""
+    return payment_summary(order).state
 
 
 def ledger_total(order: Order, kind: str) -> int:
@@ -295,105 +384,255 @@ def record_capture(order_id: int, intent_id: str, amount: int) -> None:
 
 
 # Pipeline --------------------------------------------------------------------------------------
+# Each function below is one transaction: begin_write() first, the order read again and locked
+# (FOR UPDATE on PostgreSQL; SQLite already holds the write lock), the transition checked before
+# anything is touched, then stock, prescriptions, ledger, history, audit and outbox together.
+# Any refusal or error rolls the whole of it back.
 
 
-def _release_holds(order: Order, reason: str) -> None:
+@contextmanager
+def _transaction() -> Iterator[None]:
+    begin_write()
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _locked(order_id: int) -> Order:
+    order = db.session.get(Order, order_id, with_for_update=True, populate_existing=True)
+    if order is None:
+        raise IllegalTransition("That order no longer exists.")
+    return order
+
+
+def _check(order: Order, to_status: str) -> None:
+    if (order.status, to_status) not in TRANSITIONS:
+        raise IllegalTransition(refusal(order, to_status))
+
+
+def _units_by_strength(order: Order) -> dict[int, int]:
     units: dict[int, int] = {}
     for line in order.lines:
         units[line.strength_id] = units.get(line.strength_id, 0) + line.units
-        for reservation in line.reservations:
-            if reservation.state == "reserved":
-                db.session.execute(
-                    sa.update(Prescription).where(Prescription.id == reservation.prescription_id)
-                    .values(quantity_reserved=Prescription.quantity_reserved - reservation.units)
-                    .execution_options(synchronize_session=False))
-                reservation.state = "released"
-    inventory.release(units, order.id, reason)
+    return units
+
+
+def _open_reservations(order: Order) -> list[PrescriptionReservation]:
+    """The order's reservations still holding prescription quantity, in prescription-id order (the
+    order every writer updates prescriptions in, so two orders cannot deadlock)."""
+    return sorted((r for line in order.lines for r in line.reservations if r.state == "reserved"),
+                  key=lambda r: (r.prescription_id, r.id))
+
+
+def _release_holds(order: Order, reason: str) -> None:
+    for reservation in _open_reservations(order):
+        db.session.execute(
+            sa.update(Prescription).where(Prescription.id == reservation.prescription_id)
+            .values(quantity_reserved=Prescription.quantity_reserved - reservation.units)
+            .execution_options(synchronize_session=False))
+        reservation.state = "released"
+    inventory.release(_units_by_strength(order), order.id, reason)
+
+
+def dispense_shortfalls(order: Order) -> list[str]:
+    """What stops the order being dispensed today: a strength without enough units in unexpired lots
+    (a lot may have expired since the order was placed). Read only; empty when all is there."""
+    needed = _units_by_strength(order)
+    available = dict(db.session.execute(
+        sa.select(StockLot.strength_id, sa.func.sum(StockLot.units_remaining))
+        .where(StockLot.strength_id.in_(tuple(needed)), StockLot.units_remaining > 0,
+               StockLot.expiry_date >= dt.date.today())
+        .group_by(StockLot.strength_id)).all())
+    names = {line.strength_id: f"{line.product_name} {line.strength_label}" for line in order.lines}
+    return [f"{names[sid]}: {units} units needed, {available.get(sid, 0)} in unexpired lots"
+            for sid, units in sorted(needed.items()) if available.get(sid, 0) < units]
 
 
 def release_for_dispensing(order: Order, pharmacist: User, captured_amount: int) -> None:
     """After the payment is captured: stock leaves the shelf (earliest expiry first) and the
-    prescription quantity moves from reserved to dispensed."""
-    begin_write()
-    order = db.session.get(Order, order.id)
-    _ledger(order, "captured", captured_amount, order.payment_intent_id or f"order-{order.id}")
-    for line in order.lines:
-        inventory.dispense(line.strength_id, line.units, order.id, pharmacist.id)
-        for reservation in line.reservations:
-            if reservation.state == "reserved":
-                db.session.execute(
-                    sa.update(Prescription).where(Prescription.id == reservation.prescription_id)
-                    .values(quantity_reserved=Prescription.quantity_reserved - reservation.units,
-                            quantity_dispensed=Prescription.quantity_dispensed + reservation.units)
-                    .execution_options(synchronize_session=False))
-                reservation.state = "dispensed"
-    _move(order, RELEASED, pharmacist, note="Payment captured; dispensed")
-    _notify(order, "order_released", f"Order {order.number} is being prepared",
-            "Our pharmacist has checked and released your order; your card has now been charged.")
-    db.session.commit()
+    prescription quantity moves from reserved to dispensed.
+
+    :raise IllegalTransition: the order is not paid (released already, cancelled, ...).
+    :raise CannotDispense: not enough unexpired stock. Nothing is changed either way.
+    """
+    with _transaction():
+        order = _locked(order.id)
+        _check(order, RELEASED)
+        # Strength rows before their lots, in id order, as every stock writer takes them.
+        inventory.lock_strengths(_units_by_strength(order))
+        # The webhook may have recorded the capture already: one entry per intent.
+        _ledger(order, "captured", captured_amount, order.payment_intent_id or f"order-{order.id}")
+        names = {line.strength_id: f"{line.product_name} {line.strength_label}" for line in order.lines}
+        lots: list[str] = []
+        # Strengths in id order, as every stock writer locks them (no deadlock between orders).
+        for strength_id, units in sorted(_units_by_strength(order).items()):
+            try:
+                taken = inventory.dispense(strength_id, units, order.id, pharmacist.id)
+            except inventory.OutOfStock:
+                raise CannotDispense(f"{names[strength_id]} has not enough units in unexpired lots") from None
+            lots += [f"{lot.lot_number} ({n})" for lot, n in taken]
+        for reservation in _open_reservations(order):
+            db.session.execute(
+                sa.update(Prescription).where(Prescription.id == reservation.prescription_id)
+                .values(quantity_reserved=Prescription.quantity_reserved - reservation.units,
+                        quantity_dispensed=Prescription.quantity_dispensed + reservation.units)
+                .execution_options(synchronize_session=False))
+            reservation.state = "dispensed"
+        _move(order, RELEASED, pharmacist,
+              note=f"Captured {format_cents(captured_amount, order.currency)}; lots {', '.join(lots)}",
+              audit_details={"captured_cents": captured_amount, "lots": lots})
+        _notify(order, "order_released", f"Order {order.number} is being prepared",
+                f"Our pharmacist has checked and released your order; your card has now been charged "
+                f"{format_cents(captured_amount, order.currency)}.")
 
 
 def cancel(order: Order, actor: User | None, reason: str) -> None:
     """Cancel an unpaid or authorised order: stock and prescription quantity come back. The card
-    authorisation must already be cancelled with Stripe by the caller."""
-    begin_write()
-    order = db.session.get(Order, order.id)
-    if ledger_total(order, "authorised") and order.payment_intent_id:
-        _ledger(order, "cancelled", ledger_total(order, "authorised"), order.payment_intent_id)
-    _release_holds(order, reason)
-    _move(order, CANCELLED, actor, note=reason)
-    _notify(order, "order_cancelled", f"Order {order.number} is cancelled",
-            f"Your order was cancelled ({reason}). Nothing has been charged.")
-    db.session.commit()
+    authorisation must already be cancelled with Stripe by the caller (shop.orders.staff.cancel).
+
+    :raise IllegalTransition: the order is past the point of cancelling (refund it instead).
+    """
+    with _transaction():
+        order = _locked(order.id)
+        _check(order, CANCELLED)
+        authorised = _ledger_sum(order.id, "authorised")
+        if authorised and order.payment_intent_id:
+            _ledger(order, "cancelled", authorised, order.payment_intent_id)
+        _release_holds(order, reason)
+        _move(order, CANCELLED, actor, note=reason, audit_details={"reason": reason})
+        hold = " The hold on your card is released." if authorised else ""
+        _notify(order, "order_cancelled", f"Order {order.number} is cancelled",
+                f"Your order was cancelled ({reason}). Nothing has been charged.{hold}")
 
 
 def ship(order: Order, actor: User, carrier: str, tracking_number: str) -> None:
-    if not carrier.strip() or not tracking_number.strip():
-        raise CheckoutError("Enter the carrier and the tracking number.")
-    begin_write()
-    order = db.session.get(Order, order.id)
-    _move(order, SHIPPED, actor, note=f"{carrier.strip()} {tracking_number.strip()}",
-          carrier=carrier.strip()[:60], tracking_number=tracking_number.strip()[:80])
-    _notify(order, "order_shipped", f"Order {order.number} has shipped",
-            f"Your order is on its way with {carrier.strip()}, tracking number {tracking_number.strip()}.")
-    db.session.commit()
+    """:raise InvalidInput: carrier or tracking number missing or too long.
+    :raise IllegalTransition: the order is not released for dispensing (or not any more)."""
+    carrier, tracking_number = carrier.strip(), tracking_number.strip()
+    errors = {}
+    if not carrier or len(carrier) > 60:
+        errors["carrier"] = "Enter the carrier (at most 60 characters)."
+    if not tracking_number or len(tracking_number) > 80:
+        errors["tracking_number"] = "Enter the tracking number (at most 80 characters)."
+    if errors:
+        raise InvalidInput(errors)
+    with _transaction():
+        order = _locked(order.id)
+        _move(order, SHIPPED, actor, note=f"{carrier} {tracking_number}",
+              audit_details={"carrier": carrier, "tracking_number": tracking_number},
+              carrier=carrier, tracking_number=tracking_number)
+        _notify(order, "order_shipped", f"Order {order.number} has shipped",
+                f"Your order is on its way with {carrier}, tracking number {tracking_number}.")
 
 
 def mark_delivered(order: Order, actor: User) -> None:
-    begin_write()
-    order = db.session.get(Order, order.id)
-    _move(order, DELIVERED, actor)
-    db.session.commit()
+    """:raise IllegalTransition: the order has not shipped (or is delivered already)."""
+    with _transaction():
+        order = _locked(order.id)
+        _move(order, DELIVERED, actor)
 
 
-def record_refund(order: Order, actor: User, amount: int, refund_id: str) -> None:
-    begin_write()
-    order = db.session.get(Order, order.id)
-    _ledger(order, "refunded", amount, refund_id)
-    db.session.flush()
-    refunded, captured = (_ledger_sum(order.id, kind) for kind in ("refunded", "captured"))
-    audit.record("order.refund", object_type="order", object_id=order.id, actor=actor, amount_cents=amount)
-    if refunded >= captured and order.status != REFUNDED:
-        _move(order, REFUNDED, actor, note=f"Refunded {format_cents(refunded, order.currency)}")
-    _notify(order, "order_refunded", f"Refund for order {order.number}",
-            f"We have refunded {format_cents(amount, order.currency)} to your card.")
-    db.session.commit()
+def record_refund(order: Order, actor: User, amount: int, refund_id: str, reason: str = "") -> bool:
+    """Record a refund Stripe has made (shop.orders.staff.refund makes it). Recording the same
+    refund again changes nothing (False). Once everything captured is refunded, the order is
+    refunded."""
+    with _transaction():
+        order = _locked(order.id)
+        if not _ledger(order, "refunded", amount, refund_id):
+            return False
+        db.session.flush()
+        refunded, captured = (_ledger_sum(order.id, kind) for kind in ("refunded", "captured"))
+        audit.record("order.refund", object_type="order", object_id=order.id, actor=actor,
+                     number=order.number, amount_cents=amount, refund_id=refund_id, reason=reason)
+        if refunded >= captured and (order.status, REFUNDED) in TRANSITIONS:
+            note = f"{format_cents(refunded, order.currency)} to the card" + (f": {reason}" if reason else "")
+            _move(order, REFUNDED, actor, note=note)
+        _notify(order, "order_refunded", f"Refund for order {order.number}",
+                f"We have refunded {format_cents(amount, order.currency)} to your card"
+                + (f" ({reason})." if reason else ".") + " It may take a few days to show on your statement.")
+    return True
 
 
 def expired_unpaid(now: dt.datetime | None = None) -> list[Order]:
+    """Orders whose time to pay has run out. They are cancelled by shop.orders.staff.expire_unpaid,
+    which first asks Stripe about any payment begun for them."""
     return list(db.session.scalars(sa.select(Order).where(
-        Order.status == AWAITING_PAYMENT, Order.pay_by < (now or utcnow()))))
+        Order.status == AWAITING_PAYMENT, Order.pay_by < (now or utcnow())).order_by(Order.id)))
 
 
-def release_expired(now: dt.datetime | None = None) -> int:
-    """Cancel orders not paid in time, giving back their stock and prescription quantity.
-    Run by `flask shop release-expired` and by the worker."""
-    released = 0
-    for order in expired_unpaid(now):
-        try:
-            cancel(order, None, "not paid in time")
-        except IllegalTransition:
-            db.session.rollback()  # paid meanwhile
-            continue
-        released += 1
-    return released
+# Staff pages -----------------------------------------------------------------------------------
+
+# The stages staff work through, in order: what each needs next.
+STAFF_STAGES = ((PAID, "Waiting for release by a pharmacist"), (RELEASED, "Released: to ship"),
+                (SHIPPED, "Shipped: to mark delivered"))
+OTHER_STATUSES = (AWAITING_PAYMENT, DELIVERED, CANCELLED, REFUNDED)
+
+
+@dataclass(frozen=True)
+class Stage:
+    status: str
+    title: str
+    orders: list[Order]
+    more: bool  # more orders wait than are listed
+
+
+@dataclass(frozen=True)
+class StaffBoard:
+    stages: list[Stage]
+    recent: list[Order]  # the latest orders in the other statuses, newest first
+    payments: dict[int, PaymentSummary]
+
+
+def staff_board(per_stage: int = 200, recent: int = 30) -> StaffBoard:
+    stages = []
+    for status, title in STAFF_STAGES:
+        found = orders_in([status], limit=per_stage + 1)
+        stages.append(Stage(status, title, found[:per_stage], len(found) > per_stage))
+    others = orders_in(OTHER_STATUSES, newest_first=True, limit=recent)
+    ids = [o.id for stage in stages for o in stage.orders] + [o.id for o in others]
+    return StaffBoard(stages, others, payment_summaries(ids))
+
+
+@dataclass(frozen=True)
+class StaffOrderView:
+    order: Order
+    payment: PaymentSummary
+    prescriptions: dict[int, Prescription]  # by id: those the order's reservations use
+    refunds: list[audit.AuditEvent]  # who refunded what, from the audit log
+
+
+def staff_order(number: str) -> StaffOrderView | None:
+    order = db.session.scalars(sa.select(Order).where(Order.number == number).options(
+        joinedload(Order.customer),
+        selectinload(Order.lines).selectinload(OrderLine.reservations),
+        selectinload(Order.events).joinedload(OrderEvent.actor),
+        selectinload(Order.payments),
+    )).first()
+    if order is None:
+        return None
+    ids = {r.prescription_id for line in order.lines for r in line.reservations}
+    prescriptions = {p.id: p for p in db.session.scalars(
+        sa.select(Prescription).where(Prescription.id.in_(ids)))} if ids else {}
+    refunds = list(db.session.scalars(sa.select(audit.AuditEvent).where(
+        audit.AuditEvent.action == "order.refund", audit.AuditEvent.object_type == "order",
+        audit.AuditEvent.object_id == str(order.id)).order_by(audit.AuditEvent.id)))
+    return StaffOrderView(order, payment_summary(order), prescriptions, refunds)
+
+
+def staff_actions(order: Order, payment: PaymentSummary, role: str) -> frozenset[str]:
+    """The actions the order's status allows to this role now (the routes enforce the roles too)."""
+    actions = set()
+    if order.status == PAID and role == "pharmacist":
+        actions.add("release")
+    if (order.status, CANCELLED) in TRANSITIONS:
+        actions.add("cancel")
+    if order.status == RELEASED:
+        actions.add("ship")
+    if order.status == SHIPPED:
+        actions.add("deliver")
+    if role == "admin" and (order.status, REFUNDED) in TRANSITIONS and payment.refundable > 0:
+        actions.add("refund")
+    return frozenset(actions)

@@ -1,0 +1,705 @@
+"""Admin edits to the catalog (products, brand names and synonyms, strengths) and the monographs.
+
+Each writing function owns its transaction: begin_write() first, then its reads and checks, then the
+change and its audit row, committed together. A refusal raises EditRefused with {field: message}
+having changed nothing. Records that orders, carts, prescriptions or the stock ledger refer to are
+never deleted: they are deactivated instead, which hides them from the shop and stops their sale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, NoReturn
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import selectinload
+
+from shop import audit, money
+from shop.audit import utcnow
+from shop.cart.models import CartLine
+from shop.catalog.models import (
+    SEVERITIES,
+    Monograph,
+    MonographSection,
+    Package,
+    Product,
+    ProductAlias,
+    SafetyEntry,
+    Strength,
+    search_key,
+)
+from shop.catalog.price_models import PriceChange
+from shop.database import LIKE_ESCAPE, begin_write, contains_pattern
+from shop.extensions import db
+from shop.inventory.models import StockLot, StockMovement
+from shop.orders.models import OrderLine
+from shop.prescriptions.models import Prescription
+
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+UNITS = ("mg", "mcg", "g", "mL", "mg/mL", "IU", "%")
+ALIAS_KINDS = {"brand": "Brand name", "synonym": "Synonym"}
+SAFETY_KINDS = {"contraindication": "Contraindication", "interaction": "Interaction"}
+MAX_AMOUNT = Decimal("9999999.999")  # Numeric(10, 3)
+MAX_PACKAGE_UNITS = 10_000
+MAX_DESCRIPTION = 1000
+MAX_SECTION = 50_000
+MAX_NOTE = 2000
+MAX_MATCH_TERMS = 50
+EARLIEST_REVIEW = dt.date(1990, 1, 1)
+
+
+class EditRefused(Exception):
+    """Field name -> message; nothing was changed."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(" ".join(errors.values()))
+        self.errors = errors
+
+
+def _refuse(errors: dict[str, str]) -> NoReturn:
+    db.session.rollback()
+    raise EditRefused(errors)
+
+
+def _commit(conflict: dict[str, str]) -> None:
+    """Commit; a unique constraint hit by a simultaneous edit becomes the `conflict` refusal."""
+    try:
+        db.session.commit()
+    except sa.exc.IntegrityError:
+        _refuse(conflict)
+
+
+def slugify(text: str, max_length: int) -> str:
+    """"Thiamine (vitamin B1)" -> "thiamine-vitamin-b1"; "1.5 mg" -> "1-5-mg"."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_length].rstrip("-")
+
+
+def _clean(text: str | None) -> str:
+    """Trimmed, inner runs of whitespace as one space (for one-line fields)."""
+    return " ".join((text or "").split())
+
+
+def _required(errors: dict[str, str], name: str, value: str, max_length: int, what: str) -> None:
+    if not value:
+        errors[name] = f"Enter {what}."
+    elif len(value) > max_length:
+        errors[name] = f"At most {max_length} characters."
+
+
+def _slug(errors: dict[str, str], typed: str, source: str, max_length: int) -> str:
+    slug = typed.strip().lower() or slugify(source, max_length)
+    if not slug:
+        if source:
+            errors["slug"] = "Enter a slug: lower-case letters, digits and hyphens."
+    elif len(slug) > max_length:
+        errors["slug"] = f"At most {max_length} characters."
+    elif not SLUG_RE.match(slug):
+        errors["slug"] = "Use lower-case letters, digits and single hyphens only (e.g. low-dose-2)."
+    return slug
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _changes(obj: Any, values: dict[str, Any]) -> dict[str, list[Any]]:
+    """{field: [old, new]} for the values that differ, applied to obj (for the audit row)."""
+    changed = {}
+    for name, new in values.items():
+        old = getattr(obj, name)
+        if old != new:
+            changed[name] = [old, new]
+            setattr(obj, name, new)
+    return changed
+
+
+# Reading -------------------------------------------------------------------------------------------
+
+
+def admin_products(query: str = "") -> list[Product]:
+    """Every product, active or not, whose name, generic name, slug or alias contains the query."""
+    stmt = sa.select(Product).order_by(Product.name).options(
+        selectinload(Product.strengths).selectinload(Strength.packages),
+        selectinload(Product.aliases),
+    )
+    key = search_key(query[:100])
+    if key:
+        pattern = contains_pattern(key)
+
+        def matches(column: Any) -> Any:
+            normalised = sa.func.lower(sa.func.replace(sa.func.replace(column, "-", " "), ".", " "))
+            return normalised.like(pattern, escape=LIKE_ESCAPE)
+
+        alias_hit = (sa.select(ProductAlias.id).where(ProductAlias.product_id == Product.id)
+                     .where(ProductAlias.search_key.like(pattern, escape=LIKE_ESCAPE)).exists())
+        stmt = stmt.where(sa.or_(matches(Product.name), matches(Product.generic_name),
+                                 matches(Product.slug), alias_hit))
+    return list(db.session.scalars(stmt))
+
+
+def product_for_edit(product_id: int) -> Product | None:
+    stmt = sa.select(Product).where(Product.id == product_id).options(
+        selectinload(Product.strengths).selectinload(Strength.packages),
+        selectinload(Product.aliases),
+    )
+    return db.session.scalars(stmt).first()
+
+
+def all_monographs() -> list[Monograph]:
+    stmt = sa.select(Monograph).order_by(Monograph.title).options(selectinload(Monograph.products))
+    return list(db.session.scalars(stmt))
+
+
+def monograph_for_edit(monograph_id: int) -> Monograph | None:
+    stmt = sa.select(Monograph).where(Monograph.id == monograph_id).options(
+        selectinload(Monograph.sections),
+        selectinload(Monograph.safety_entries),
+        selectinload(Monograph.products),
+    )
+    return db.session.scalars(stmt).first()
+
+
+# What refers to a product or strength --------------------------------------------------------------
+
+
+def _count(stmt: sa.Select) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery())) or 0
+
+
+def references(product_id: int | None, strength_ids: list[int]) -> list[str]:
+    """What keeps a product (or just the given strengths) from being deleted, in words."""
+    package_ids = list(db.session.scalars(sa.select(Package.id).where(Package.strength_id.in_(strength_ids))))
+    line_match = [OrderLine.strength_id.in_(strength_ids), OrderLine.package_id.in_(package_ids)]
+    rx_match = [Prescription.strength_id.in_(strength_ids)]
+    if product_id is not None:
+        line_match.append(OrderLine.product_id == product_id)
+        rx_match += [Prescription.product_id == product_id, Prescription.requested_product_id == product_id]
+    found = []
+    lines = _count(sa.select(OrderLine.id).where(sa.or_(*line_match)))
+    if lines:
+        found.append(_plural(lines, "order line"))
+    prescriptions = _count(sa.select(Prescription.id).where(sa.or_(*rx_match)))
+    if prescriptions:
+        found.append(_plural(prescriptions, "prescription"))
+    carts = _count(sa.select(CartLine.id).where(CartLine.package_id.in_(package_ids)))
+    if carts:
+        found.append(_plural(carts, "cart line"))
+    stock = _count(sa.select(StockLot.id).where(StockLot.strength_id.in_(strength_ids)))
+    stock += _count(sa.select(StockMovement.id).where(StockMovement.strength_id.in_(strength_ids)))
+    if stock:
+        found.append("the stock ledger")
+    return found
+
+
+def _in_words(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# Products ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProductFields:
+    name: str
+    slug: str
+    generic_name: str
+    short_description: str
+    prescription_only: bool
+    controlled_substance: bool
+    monograph_id: int | None
+
+
+def _product_values(fields: ProductFields, product_id: int | None) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    name, generic = _clean(fields.name), _clean(fields.generic_name)
+    description = (fields.short_description or "").strip()
+    _required(errors, "name", name, 120, "the product's name")
+    _required(errors, "generic_name", generic, 120, "the generic name")
+    slug = _slug(errors, fields.slug or "", name, 80)
+    if "slug" not in errors and slug:
+        taken = db.session.scalar(sa.select(Product.name).where(Product.slug == slug,
+                                                                Product.id != (product_id or 0)))
+        if taken is not None:
+            errors["slug"] = f"{taken} already uses the slug {slug!r}; choose another."
+    if len(description) > MAX_DESCRIPTION:
+        errors["short_description"] = f"At most {MAX_DESCRIPTION} characters."
+    if fields.controlled_substance and not fields.prescription_only:
+        errors["prescription_only"] = "A controlled substance is always prescription-only: tick both."
+    if fields.monograph_id is not None and db.session.get(Monograph, fields.monograph_id) is None:
+        errors["monograph_id"] = "Choose a monograph from the list."
+    if errors:
+        _refuse(errors)
+    return {"name": name, "slug": slug, "generic_name": generic, "short_description": description,
+            "prescription_only": fields.prescription_only,
+            "controlled_substance": fields.controlled_substance, "monograph_id": fields.monograph_id}
+
+
+def _slug_conflict(slug: str) -> dict[str, str]:
+    return {"slug": f"Another record took the slug {slug!r} just now; choose another."}
+
+
+def create_product(actor: Any, fields: ProductFields) -> Product:
+    """A new product, inactive until it has a strength and is activated. :raise EditRefused:"""
+    begin_write()
+    values = _product_values(fields, None)
+    product = Product(**values, active=False)
+    db.session.add(product)
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:
+        _refuse(_slug_conflict(values["slug"]))
+    audit.record("catalog.product_created", object_type="product", object_id=product.id, actor=actor,
+                 **{k: v for k, v in values.items() if k != "short_description"})
+    _commit(_slug_conflict(values["slug"]))
+    return product
+
+
+def update_product(actor: Any, product_id: int, fields: ProductFields) -> Product:
+    """:raise LookupError: no such product. :raise EditRefused: nothing changed."""
+    begin_write()
+    product = db.session.get(Product, product_id)
+    if product is None:
+        db.session.rollback()
+        raise LookupError(product_id)
+    values = _product_values(fields, product_id)
+    changed = _changes(product, values)
+    if changed:
+        if "short_description" in changed:
+            changed["short_description"] = ["…", "…"]  # the text itself is not worth a log line
+        audit.record("catalog.product_updated", object_type="product", object_id=product.id, actor=actor,
+                     changes=changed)
+    _commit(_slug_conflict(values["slug"]))
+    return product
+
+
+def _sellable_strengths(product: Product) -> list[Strength]:
+    return [s for s in product.active_strengths if s.active_packages]
+
+
+def set_product_active(actor: Any, product_id: int, active: bool) -> Product:
+    """Show or hide a product in the shop. Hidden products cannot be added to or checked out of a
+    cart. :raise LookupError: no such product. :raise EditRefused: it has nothing to sell."""
+    begin_write()
+    product = db.session.get(Product, product_id)
+    if product is None:
+        db.session.rollback()
+        raise LookupError(product_id)
+    if active and not _sellable_strengths(product):
+        _refuse({"active": f"{product.name} has no active strength with a package yet: add one first."})
+    if product.active != active:
+        product.active = active
+        audit.record("catalog.product_activated" if active else "catalog.product_deactivated",
+                     object_type="product", object_id=product.id, actor=actor, slug=product.slug)
+    db.session.commit()
+    return product
+
+
+def delete_product(actor: Any, product_id: int) -> str:
+    """Delete a product nothing refers to; returns its name.
+
+    :raise LookupError: no such product. :raise EditRefused: something refers to it.
+    """
+    begin_write()
+    product = db.session.get(Product, product_id)
+    if product is None:
+        db.session.rollback()
+        raise LookupError(product_id)
+    found = references(product.id, [s.id for s in product.strengths])
+    if found:
+        _refuse({"delete": f"{product.name} cannot be deleted: {_in_words(found)} refer to it. "
+                           "Deactivate it instead: it leaves the shop and can no longer be bought, "
+                           "and those records keep it."})
+    name = product.name
+    audit.record("catalog.product_deleted", object_type="product", object_id=product.id, actor=actor,
+                 slug=product.slug, name=name)
+    db.session.delete(product)
+    db.session.commit()
+    return name
+
+
+# Brand names and synonyms --------------------------------------------------------------------------
+
+
+def add_alias(actor: Any, product_id: int, kind: str, name: str) -> ProductAlias:
+    """:raise LookupError: no such product. :raise EditRefused: bad or duplicate name."""
+    begin_write()
+    product = db.session.get(Product, product_id)
+    if product is None:
+        db.session.rollback()
+        raise LookupError(product_id)
+    errors: dict[str, str] = {}
+    name = _clean(name)
+    key = search_key(name)
+    if kind not in ALIAS_KINDS:
+        errors["kind"] = "Choose brand name or synonym."
+    _required(errors, "name", name, 120, "the brand name or synonym")
+    if "name" not in errors and not key:
+        errors["name"] = "Enter a name with letters or digits."
+    duplicate = next((a for a in product.aliases if a.search_key == key), None)
+    if "name" not in errors and duplicate is not None:
+        errors["name"] = f"{product.name} already has the name {duplicate.name!r}."
+    if errors:
+        _refuse(errors)
+    alias = ProductAlias(product_id=product.id, kind=kind, name=name, search_key=key,
+                         position=max((a.position for a in product.aliases), default=-1) + 1)
+    db.session.add(alias)
+    conflict = {"name": f"{product.name} already has the name {name!r}."}
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:
+        _refuse(conflict)
+    audit.record("catalog.alias_added", object_type="product", object_id=product.id, actor=actor,
+                 kind=kind, name=name)
+    _commit(conflict)
+    return alias
+
+
+def remove_alias(actor: Any, product_id: int, alias_id: int) -> str:
+    """Returns the removed name. :raise LookupError: no such alias of this product."""
+    begin_write()
+    alias = db.session.get(ProductAlias, alias_id)
+    if alias is None or alias.product_id != product_id:
+        db.session.rollback()
+        raise LookupError(alias_id)
+    name = alias.name
+    audit.record("catalog.alias_removed", object_type="product", object_id=product_id, actor=actor,
+                 kind=alias.kind, name=name)
+    db.session.delete(alias)
+    db.session.commit()
+    return name
+
+
+# Strengths -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class StrengthFields:
+    label: str
+    slug: str
+    amount: Decimal | None
+    unit: str
+    dosage_form: str
+    position: int | None = None
+
+
+def _strength_values(product: Product, fields: StrengthFields, strength: Strength | None) -> tuple[
+        dict[str, Any], dict[str, str]]:
+    errors: dict[str, str] = {}
+    label, form = _clean(fields.label), _clean(fields.dosage_form)
+    _required(errors, "label", label, 40, "the label customers see, e.g. 50 mg")
+    _required(errors, "dosage_form", form, 80, "the dosage form, e.g. film-coated tablet")
+    slug = _slug(errors, fields.slug or "", label, 40)
+    if "slug" not in errors and slug and any(
+            s.slug == slug and s is not strength for s in product.strengths):
+        errors["slug"] = f"{product.name} already has a strength with the slug {slug!r}."
+    amount = fields.amount
+    if amount is None:
+        errors["amount"] = "Enter the amount in one unit, e.g. 50 or 1.5."
+    elif not amount.is_finite() or amount <= 0:
+        errors["amount"] = "The amount must be more than zero."
+    elif amount.as_tuple().exponent < -3:  # type: ignore[operator]
+        errors["amount"] = "At most three decimals."
+    elif amount > MAX_AMOUNT:
+        errors["amount"] = "That amount is too large."
+    if fields.unit not in UNITS:
+        errors["unit"] = "Choose a unit from the list."
+    position = fields.position
+    if position is None:
+        position = strength.position if strength else max((s.position for s in product.strengths),
+                                                          default=-1) + 1
+    elif not 0 <= position <= 999:
+        errors["position"] = "Enter a number from 0 to 999."
+    values = {"label": label, "slug": slug, "amount": amount, "unit": fields.unit, "dosage_form": form,
+              "position": position}
+    return values, errors
+
+
+def _package_values(units: int | None, price: str) -> tuple[int, int, dict[str, str]]:
+    errors: dict[str, str] = {}
+    if units is None or not 1 <= units <= MAX_PACKAGE_UNITS:
+        errors["units"] = f"Enter the tablets or capsules in the first package (1 to {MAX_PACKAGE_UNITS:,})."
+    cents = 0
+    try:
+        cents = money.parse_price(price or "")
+    except money.InvalidPrice as error:
+        errors["price"] = "Enter the package price, e.g. 214.24." if not (price or "").strip() \
+            else f"{str(error)[0].upper()}{str(error)[1:]}."
+    return units or 0, cents, errors
+
+
+def _strength_conflict(slug: str) -> dict[str, str]:
+    return {"slug": f"Another strength took the slug {slug!r} just now; choose another."}
+
+
+def create_strength(actor: Any, product_id: int, fields: StrengthFields, units: int | None,
+                    price: str) -> Strength:
+    """A new active strength with its first package (the price editor adds more).
+
+    :raise LookupError: no such product. :raise EditRefused: nothing changed.
+    """
+    begin_write()
+    product = db.session.get(Product, product_id)
+    if product is None:
+        db.session.rollback()
+        raise LookupError(product_id)
+    values, errors = _strength_values(product, fields, None)
+    units_value, cents, package_errors = _package_values(units, price)
+    errors.update(package_errors)
+    if errors:
+        _refuse(errors)
+    strength = Strength(product_id=product.id, **values, active=True)
+    package = Package(units=units_value, price_cents=cents,
+                      currency=current_app.config.get("CURRENCY", "USD"))
+    strength.packages.append(package)
+    db.session.add(strength)
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:
+        _refuse(_strength_conflict(values["slug"]))
+    now = utcnow()
+    # The price history starts with the package being added, like packages added in the price editor.
+    db.session.add(PriceChange(package_id=package.id, kind="added", old_price_cents=None,
+                               new_price_cents=cents, reason="First package of a new strength",
+                               actor_id=getattr(actor, "id", None), created_at=now, effective_at=now,
+                               applied_at=now))
+    audit.record("catalog.strength_created", object_type="strength", object_id=strength.id, actor=actor,
+                 product_id=product.id, label=values["label"], slug=values["slug"],
+                 package_units=units_value, price_cents=cents)
+    _commit(_strength_conflict(values["slug"]))
+    return strength
+
+
+# Changing these would change what prescriptions authorise, what orders were for or what the stock is.
+FIXED_ONCE_USED = {"amount": "amount", "unit": "unit", "dosage_form": "dosage form"}
+
+
+def update_strength(actor: Any, strength_id: int, fields: StrengthFields) -> Strength:
+    """:raise LookupError: no such strength. :raise EditRefused: nothing changed."""
+    begin_write()
+    strength = db.session.get(Strength, strength_id)
+    if strength is None:
+        db.session.rollback()
+        raise LookupError(strength_id)
+    values, errors = _strength_values(strength.product, fields, strength)
+    changing = [name for name in FIXED_ONCE_USED
+                if name not in errors and values[name] != getattr(strength, name)]
+    if changing:
+        used = references(None, [strength.id])
+        if used:
+            for name in changing:
+                errors[name] = (f"{_in_words(used).capitalize()} refer to this strength, so its "
+                                f"{FIXED_ONCE_USED[name]} cannot change: add a new strength and "
+                                "deactivate this one instead.")
+    if errors:
+        _refuse(errors)
+    changed = _changes(strength, values)
+    if changed:
+        audit.record("catalog.strength_updated", object_type="strength", object_id=strength.id,
+                     actor=actor, product_id=strength.product_id, changes=changed)
+    _commit(_strength_conflict(values["slug"]))
+    return strength
+
+
+def set_strength_active(actor: Any, strength_id: int, active: bool) -> Strength:
+    """:raise LookupError: no such strength. :raise EditRefused: activating one with no package."""
+    begin_write()
+    strength = db.session.get(Strength, strength_id)
+    if strength is None:
+        db.session.rollback()
+        raise LookupError(strength_id)
+    if active and not strength.active_packages:
+        _refuse({"active": f"{strength.label} has no active package: add one in the price editor first."})
+    if strength.active != active:
+        strength.active = active
+        audit.record("catalog.strength_activated" if active else "catalog.strength_deactivated",
+                     object_type="strength", object_id=strength.id, actor=actor,
+                     product_id=strength.product_id, label=strength.label)
+    db.session.commit()
+    return strength
+
+
+def delete_strength(actor: Any, strength_id: int) -> str:
+    """Delete a strength nothing refers to; returns its label.
+
+    :raise LookupError: no such strength. :raise EditRefused: something refers to it.
+    """
+    begin_write()
+    strength = db.session.get(Strength, strength_id)
+    if strength is None:
+        db.session.rollback()
+        raise LookupError(strength_id)
+    found = references(None, [strength.id])
+    if found:
+        _refuse({"delete": f"{strength.label} cannot be deleted: {_in_words(found)} refer to it. "
+                           "Deactivate it instead: it leaves the shop and can no longer be bought, "
+                           "and those records keep it."})
+    label = strength.label
+    audit.record("catalog.strength_deleted", object_type="strength", object_id=strength.id, actor=actor,
+                 product_id=strength.product_id, label=label, slug=strength.slug)
+    db.session.delete(strength)
+    db.session.commit()
+    return label
+
+
+# Monographs ----------------------------------------------------------------------------------------
+
+
+def _monograph(monograph_id: int) -> Monograph:
+    monograph = db.session.get(Monograph, monograph_id)
+    if monograph is None:
+        db.session.rollback()
+        raise LookupError(monograph_id)
+    return monograph
+
+
+def update_section(actor: Any, monograph_id: int, key: str, title: str, body: str) -> MonographSection:
+    """:raise LookupError: no such monograph or section. :raise EditRefused: nothing changed."""
+    begin_write()
+    monograph = _monograph(monograph_id)
+    section = next((s for s in monograph.sections if s.key == key), None)
+    if section is None:
+        db.session.rollback()
+        raise LookupError(key)
+    errors: dict[str, str] = {}
+    title = _clean(title)
+    body = (body or "").replace("\r\n", "\n").strip()
+    _required(errors, "title", title, 120, "the section's title")
+    _required(errors, "body", body, MAX_SECTION, "the section's text")
+    if errors:
+        _refuse(errors)
+    before = len(section.body_markdown)
+    changed = _changes(section, {"title": title, "body_markdown": body})
+    if changed:
+        details: dict[str, Any] = {"key": key}
+        if "title" in changed:
+            details["title"] = changed["title"]
+        if "body_markdown" in changed:
+            details["body_chars"] = [before, len(body)]
+        audit.record("monograph.section_updated", object_type="monograph", object_id=monograph.id,
+                     actor=actor, **details)
+    db.session.commit()
+    return section
+
+
+@dataclass
+class SafetyFields:
+    kind: str
+    term: str
+    severity: str
+    note: str
+    match_terms: str  # as typed: one word or phrase a line
+
+
+def match_terms_of(text: str) -> list[str]:
+    """Typed lines -> lower-case, trimmed, de-duplicated terms, in the order typed."""
+    terms: list[str] = []
+    for line in (text or "").splitlines():
+        term = _clean(line).lower()
+        if term and term not in terms:
+            terms.append(term)
+    return terms
+
+
+def _safety_values(fields: SafetyFields) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    term, note = _clean(fields.term), (fields.note or "").strip()
+    if fields.kind not in SAFETY_KINDS:
+        errors["kind"] = "Choose contraindication or interaction."
+    _required(errors, "term", term, 160, "what it is, e.g. Opioid analgesics")
+    if fields.severity not in SEVERITIES:
+        errors["severity"] = "Choose severe, moderate or minor."
+    if len(note) > MAX_NOTE:
+        errors["note"] = f"At most {MAX_NOTE} characters."
+    # No terms is allowed: some entries (alcohol, say) are for reading, not for automatic warnings.
+    terms = match_terms_of(fields.match_terms)
+    if len(terms) > MAX_MATCH_TERMS:
+        errors["match_terms"] = f"At most {MAX_MATCH_TERMS} words or phrases."
+    elif any(len(t) > 80 or not search_key(t) for t in terms):
+        errors["match_terms"] = "Each line needs letters or digits, and at most 80 characters."
+    if errors:
+        _refuse(errors)
+    return {"kind": fields.kind, "term": term, "severity": fields.severity, "note": note,
+            "match_terms": "\n".join(terms)}
+
+
+def add_safety_entry(actor: Any, monograph_id: int, fields: SafetyFields) -> SafetyEntry:
+    """:raise LookupError: no such monograph. :raise EditRefused: nothing changed."""
+    begin_write()
+    monograph = _monograph(monograph_id)
+    values = _safety_values(fields)
+    position = max((e.position for e in monograph.safety_entries), default=-1) + 1
+    entry = SafetyEntry(monograph_id=monograph.id, position=position, **values)
+    db.session.add(entry)
+    db.session.flush()
+    audit.record("monograph.safety_added", object_type="monograph", object_id=monograph.id, actor=actor,
+                 entry_id=entry.id, kind=values["kind"], term=values["term"], severity=values["severity"],
+                 match_terms=values["match_terms"].splitlines())
+    db.session.commit()
+    return entry
+
+
+def _safety_entry(monograph_id: int, entry_id: int) -> SafetyEntry:
+    entry = db.session.get(SafetyEntry, entry_id)
+    if entry is None or entry.monograph_id != monograph_id:
+        db.session.rollback()
+        raise LookupError(entry_id)
+    return entry
+
+
+def update_safety_entry(actor: Any, monograph_id: int, entry_id: int, fields: SafetyFields) -> SafetyEntry:
+    """:raise LookupError: no such entry of this monograph. :raise EditRefused: nothing changed."""
+    begin_write()
+    entry = _safety_entry(monograph_id, entry_id)
+    changed = _changes(entry, _safety_values(fields))
+    if changed:
+        if "note" in changed:
+            changed["note"] = ["…", "…"]
+        audit.record("monograph.safety_updated", object_type="monograph", object_id=monograph_id,
+                     actor=actor, entry_id=entry.id, changes=changed)
+    db.session.commit()
+    return entry
+
+
+def remove_safety_entry(actor: Any, monograph_id: int, entry_id: int) -> str:
+    """Returns the removed entry's term. :raise LookupError: no such entry of this monograph."""
+    begin_write()
+    entry = _safety_entry(monograph_id, entry_id)
+    term = entry.term
+    audit.record("monograph.safety_removed", object_type="monograph", object_id=monograph_id, actor=actor,
+                 entry_id=entry.id, kind=entry.kind, term=term, severity=entry.severity)
+    db.session.delete(entry)
+    db.session.commit()
+    return term
+
+
+def set_review(actor: Any, monograph_id: int, last_reviewed: dt.date | None, reviewed_by: str) -> Monograph:
+    """Record who last reviewed the monograph, and when.
+
+    :raise LookupError: no such monograph. :raise EditRefused: nothing changed.
+    """
+    begin_write()
+    monograph = _monograph(monograph_id)
+    errors: dict[str, str] = {}
+    reviewer = _clean(reviewed_by)
+    if last_reviewed is None:
+        errors["last_reviewed"] = "Enter the date of the review."
+    elif last_reviewed > dt.date.today():
+        errors["last_reviewed"] = "The review date cannot be in the future."
+    elif last_reviewed < EARLIEST_REVIEW:
+        errors["last_reviewed"] = "Check the year of the review date."
+    _required(errors, "reviewed_by", reviewer, 120, "the reviewer's name and qualification")
+    if errors:
+        _refuse(errors)
+    changed = _changes(monograph, {"last_reviewed": last_reviewed, "reviewed_by": reviewer})
+    if changed:
+        audit.record("monograph.reviewed", object_type="monograph", object_id=monograph.id, actor=actor,
+                     changes=changed)
+    db.session.commit()
+    return monograph
