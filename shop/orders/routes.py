@@ -81,7 +81,7 @@ def detail(number: str) -> str:
     order = services.owned_order(_me(), number)
     if order is None:
         abort(404)
-    return render_template("orders/detail.html", order=order)
+    return render_template("orders/detail.html", order=order, payment=services.payment_summary(order))
 
 
 def _payable(number: str) -> Order:

@@ -383,6 +383,8 @@ def test_two_partial_refunds_then_the_rest(
         order = fetch(placed.number)
         assert (order.status, orders.payment_state(order)) == ("released", "partly refunded")
     assert post(admin, placed.number, "refund", amount="$50.5", reason="Late").status_code == 302
+    customer_page = signed_in("customer").get(f"/orders/{placed.number}").get_data(as_text=True)
+    assert "Charged $595.68; refunded $150.50 so far." in customer_page
 
     over = post(admin, placed.number, "refund", amount="445.19", reason="Too much")  # $445.18 is left
     assert over.status_code == 422
