@@ -472,6 +472,13 @@ def apply_due_price_changes(now: dt.datetime | None = None) -> int:
     old price is told it changed) and records the price it replaced.
     """
     now = now or utcnow()
+    pending = (PriceChange.applied_at.is_(None), PriceChange.cancelled_at.is_(None),
+               PriceChange.effective_at <= now)
+    # A plain read first: the worker runs this every few seconds and must not queue for SQLite's
+    # write lock (behind checkouts) when nothing is due.
+    if db.session.scalar(sa.select(PriceChange.id).where(*pending).limit(1)) is None:
+        db.session.rollback()
+        return 0
     begin_write()
     try:
         due = list(db.session.scalars(

@@ -140,7 +140,9 @@ def adjust(strength_id: int) -> Any:
     form = AdjustForm()
     if form.validate_on_submit():
         try:
-            movement = stock.adjust(item, lot_id=int(form.lot_id.data) if form.lot_id.data else None,
+            lot = str(form.lot_id.data or "")
+            # Anything but a short number is no lot: the service then says "choose a lot".
+            movement = stock.adjust(item, lot_id=int(lot) if lot.isdigit() and len(lot) < 10 else None,
                                     units=form.change.data, reason_code=form.reason_code.data or "",
                                     note=form.note.data or "", actor=_me())
         except stock.StockError as error:

@@ -41,14 +41,16 @@ def _units_by_strength(lines: list[tuple[Package, int]]) -> dict[int, int]:
     return units
 
 
+RETIRED_PACKAGE = Coverage("unavailable", "This package size is no longer sold. Please remove it and "
+                           "choose another size.", "remove")
+
+
 def evaluate(customer: User | None, lines: list[tuple[Package, int]],
              today: dt.date | None = None) -> dict[int, Coverage]:
     """Coverage per strength id of the cart's lines."""
     today = today or dt.date.today()
     needed = _units_by_strength(lines)
     strengths = {package.strength_id: package.strength for package, _ in lines}
-    # A package size retired after it went into the cart can no longer be bought.
-    retired = {package.strength_id for package, _ in lines if not package.active}
     rx_strengths = [sid for sid, s in strengths.items() if s.product.prescription_only]
     prescriptions: list[Prescription] = []
     if customer is not None and rx_strengths:
@@ -70,9 +72,6 @@ def evaluate(customer: User | None, lines: list[tuple[Package, int]],
         elif not (product.active and strength.active):
             result[strength_id] = Coverage("unavailable", "This item is no longer available. "
                                            "Please remove it.", "remove")
-        elif strength_id in retired:
-            result[strength_id] = Coverage("unavailable", "This package size is no longer sold. Please "
-                                           "remove it and choose another size.", "remove")
         elif not product.prescription_only:
             result[strength_id] = Coverage("otc", "No prescription needed.")
         elif customer is None:

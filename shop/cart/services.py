@@ -11,7 +11,7 @@ from sqlalchemy.orm import joinedload
 
 from shop import money
 from shop.accounts.models import User
-from shop.cart.gate import Coverage, evaluate
+from shop.cart.gate import RETIRED_PACKAGE, Coverage, evaluate
 from shop.cart.models import CartLine
 from shop.catalog.models import Package, Product, Strength
 from shop.database import begin_write
@@ -114,7 +114,8 @@ def view(user: User | None) -> CartView:
     lines = [LineView(packages[pid], qty, added) for pid, qty, added in items if pid in packages]
     coverage = evaluate(user, [(line.package, line.quantity) for line in lines])
     for line in lines:
-        line.coverage = coverage[line.package.strength_id]
+        # A package size retired after it went into the cart can no longer be bought (this line only).
+        line.coverage = coverage[line.package.strength_id] if line.package.active else RETIRED_PACKAGE
     cart = CartView(lines, current_app.config["CURRENCY"])
     cart.shipping_cents = shipping_for(cart.subtotal_cents)
     return cart

@@ -348,6 +348,20 @@ def attach_intent(order: Order, intent_id: str) -> None:
     db.session.commit()
 
 
+def detach_intent(order: Order, intent_id: str) -> bool:
+    """Take the intent off an unpaid order, so that a payment completed with it can no longer mark
+    the order paid (the caller then cancels it at Stripe). False when the order is no longer unpaid
+    with that intent (paid meanwhile)."""
+    begin_write()
+    done = db.session.execute(
+        sa.update(Order).where(Order.id == order.id, Order.payment_intent_id == intent_id,
+                               Order.status == AWAITING_PAYMENT)
+        .values(payment_intent_id=None).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    db.session.expire(order)
+    return done == 1
+
+
 def record_authorisation(order_id: int, intent_id: str, amount: int, currency: str) -> bool:
     """The card is authorised for the order's total: mark it paid. Safe to call again, from the
     browser's return and from a webhook in any order. Returns True when the order is (now) paid."""
@@ -489,14 +503,17 @@ def release_for_dispensing(order: Order, pharmacist: User, captured_amount: int)
                 f"{format_cents(captured_amount, order.currency)}.")
 
 
-def cancel(order: Order, actor: User | None, reason: str) -> None:
+def cancel(order: Order, actor: User | None, reason: str, *, only_from: str | None = None) -> None:
     """Cancel an unpaid or authorised order: stock and prescription quantity come back. The card
     authorisation must already be cancelled with Stripe by the caller (shop.orders.staff.cancel).
 
-    :raise IllegalTransition: the order is past the point of cancelling (refund it instead).
+    :raise IllegalTransition: the order is past the point of cancelling (refund it instead), or not
+        in status `only_from` (e.g. the expiry job cancels only orders that are still unpaid).
     """
     with _transaction():
         order = _locked(order.id)
+        if only_from is not None and order.status != only_from:
+            raise IllegalTransition(refusal(order, CANCELLED))
         _check(order, CANCELLED)
         authorised = _ledger_sum(order.id, "authorised")
         if authorised and order.payment_intent_id:

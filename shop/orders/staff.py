@@ -22,7 +22,7 @@ from shop.accounts.models import User
 from shop.extensions import db
 from shop.money import format_cents
 from shop.orders import services
-from shop.orders.models import CANCELLED, PAID, REFUNDED, RELEASED, Order
+from shop.orders.models import AWAITING_PAYMENT, CANCELLED, PAID, REFUNDED, RELEASED, Order
 from shop.payments.gateway import GatewayError, Intent, PaymentGateway
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,11 @@ def refund(order: Order, admin: User, amount_cents: int | None, gateway: Payment
         raise _stripe_refused(error) from error
     if made.status in ("failed", "canceled"):
         raise ActionRefused(f"Stripe could not make the refund (status {made.status}). Nothing was changed.")
-    services.record_refund(order, admin, made.amount, made.id, reason)
+    if not services.record_refund(order, admin, made.amount, made.id, reason):
+        # Stripe answered a repeated request (the same refund number) with a refund already recorded,
+        # e.g. two admins refunding at once: nothing new was refunded.
+        raise ActionRefused(f"That refund was already made ({format_cents(made.amount, order.currency)}); "
+                            "nothing more was refunded. Check the payment ledger before trying again.")
     return made.amount
 
 
@@ -242,7 +246,11 @@ def _expire(order: Order, gateway: PaymentGateway) -> str:
                 return "waiting"  # charged, yet not for this order's total: for staff to look at
         if intent.status == "processing":
             return "waiting"
+        # Detach first: a payment the customer completes from now on can no longer mark the order
+        # paid (and the payment page releases its hold), so cancelling below cannot undo a payment.
+        if not services.detach_intent(order, intent.id):
+            raise services.IllegalTransition("paid meanwhile")
         if intent.status in CANCELLABLE:  # so that it can no longer be paid
             gateway.cancel(intent.id, order_id=order.id)
-    services.cancel(order, None, "not paid in time")
+    services.cancel(order, None, "not paid in time", only_from=AWAITING_PAYMENT)
     return "cancelled"

@@ -6,9 +6,10 @@ status "requires_capture" for the order's amount and currency marks the order pa
 the bank's check comes back "requires_action"; the browser completes the check with Stripe's script
 and the server retrieves the intent again.
 
-A declined card ends its intent (cancelled at Stripe, a "failed" ledger entry): the next attempt gets
-a fresh intent with its own idempotency key, which works the same on Stripe and on localstripe (where
-a declined intent cannot be confirmed again).
+A declined card ends its intent (a "failed" ledger entry, cancelled at Stripe), and so does an intent
+that can no longer serve (a "replaced" entry): the next attempt gets a fresh intent with its own
+idempotency key (numbered by those entries), which works the same on Stripe and on localstripe (where a
+declined intent cannot be confirmed again).
 """
 
 from __future__ import annotations
@@ -43,9 +44,13 @@ class Outcome:
     action_client_secret: str | None = None
 
 
+RETIRED_KINDS = ("failed", "replaced")
+
+
 def _attempts(order: Order) -> int:
+    """Intents of this order retired so far."""
     return db.session.scalar(sa.select(sa.func.count(PaymentEntry.id)).where(
-        PaymentEntry.order_id == order.id, PaymentEntry.kind == "failed")) or 0
+        PaymentEntry.order_id == order.id, PaymentEntry.kind.in_(RETIRED_KINDS))) or 0
 
 
 def _reload(order: Order) -> Order:
@@ -62,7 +67,10 @@ def payable_intent(order: Order, gateway: PaymentGateway) -> Intent | None:
             return None
         if intent.status in OPEN_STATUSES and intent.amount == order.total_cents:
             return intent
-        _drop_intent(order, intent.id, gateway)
+        if intent.status == "processing":  # the bank is still deciding: a second intent could charge twice
+            raise PaymentProblem("Your last payment is still being processed by your bank. Please reload "
+                                 "this page in a minute.")
+        _retire(order, intent.id, gateway, "replaced")
     intent = gateway.create_authorisation(order_id=order.id, order_number=order.number,
                                           amount_cents=order.total_cents, currency=order.currency,
                                           attempt=_attempts(order) + 1)
@@ -95,7 +103,7 @@ def pay(order: Order, gateway: PaymentGateway, payment_method: str) -> Outcome:
     except GatewayError:
         raise PaymentProblem("We could not reach our card processor. Nothing was charged; please try "
                              "again in a minute.") from None
-    return _settle(order, intent)
+    return _settle(order, intent, gateway)
 
 
 def check(order: Order, gateway: PaymentGateway) -> Outcome:
@@ -111,14 +119,20 @@ def check(order: Order, gateway: PaymentGateway) -> Outcome:
         _declined(order, intent.id, gateway)
         raise PaymentProblem("Your bank did not confirm the payment. Nothing was charged; please try "
                              "again or use a different card.")
-    return _settle(order, intent)
+    return _settle(order, intent, gateway)
 
 
-def _settle(order: Order, intent: Intent) -> Outcome:
+def _settle(order: Order, intent: Intent, gateway: PaymentGateway) -> Outcome:
     if intent.status == "requires_capture":
         if not _record(order, intent):
+            # Not for this order as it stands (another amount, or the order was cancelled or its
+            # intent retired meanwhile): release the hold on the card at once.
+            _retire(order, intent.id, gateway, "replaced")
+            if _reload(order).status == "cancelled":
+                raise PaymentProblem("This order was cancelled because it was not paid in time, so the "
+                                     "payment was not taken. Please order again from your cart.")
             raise PaymentProblem("The payment did not match this order, so it was not accepted. Please "
-                                 "contact us; nothing will be charged.")
+                                 "try again; nothing will be charged.")
         return Outcome(paid=True)
     if intent.status == "requires_action":
         return Outcome(action_client_secret=intent.client_secret)
@@ -132,25 +146,26 @@ def _record(order: Order, intent: Intent) -> bool:
 
 def _declined(order: Order, intent_id: str | None, gateway: PaymentGateway) -> None:
     """Note the failed attempt and retire its intent so the next attempt starts afresh."""
-    if intent_id:
-        _drop_intent(order, intent_id, gateway)
     begin_write()
-    db.session.add(PaymentEntry(order_id=order.id, kind="failed", amount_cents=order.total_cents,
-                                reference=f"{intent_id or 'none'}-{_attempts(order) + 1}"))
     audit.record("payment.declined", object_type="order", object_id=order.id, actor=order.customer,
                  intent=intent_id)
     db.session.commit()
+    _retire(order, intent_id or f"none-{_attempts(order) + 1}", gateway, "failed")
 
 
-def _drop_intent(order: Order, intent_id: str, gateway: PaymentGateway) -> None:
-    """Detach the intent from the order, then cancel it at Stripe. In that order: Stripe's
-    "payment_intent.canceled" webhook for an intent that is still the order's cancels the order."""
+def _retire(order: Order, intent_id: str, gateway: PaymentGateway, kind: str) -> None:
+    """Take the intent off the order, note it in the ledger, then cancel it at Stripe. In that order:
+    Stripe's "payment_intent.canceled" webhook for an intent that is still the order's cancels the order."""
+    detached = orders.detach_intent(order, intent_id)
+    if not detached and order.payment_intent_id == intent_id:
+        return  # the order was paid with it meanwhile: keep it
     begin_write()
-    db.session.execute(sa.update(Order).where(Order.id == order.id, Order.payment_intent_id == intent_id,
-                                              Order.status == AWAITING_PAYMENT)
-                       .values(payment_intent_id=None).execution_options(synchronize_session=False))
+    if not db.session.scalars(sa.select(PaymentEntry.id).where(
+            PaymentEntry.kind == kind, PaymentEntry.reference == intent_id)).first():
+        db.session.add(PaymentEntry(order_id=order.id, kind=kind, amount_cents=order.total_cents,
+                                    reference=intent_id))
     db.session.commit()
-    _reload(order)
-    # Already cancelled, or stuck after a decline: either way it can no longer take money.
-    with contextlib.suppress(GatewayError):
-        gateway.cancel(intent_id, order_id=order.id)
+    if intent_id.startswith("pi_"):
+        # Already cancelled, or stuck after a decline: either way it can no longer take money.
+        with contextlib.suppress(GatewayError):
+            gateway.cancel(intent_id, order_id=order.id)

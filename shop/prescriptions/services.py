@@ -234,13 +234,15 @@ def _claim_minutes() -> int:
 
 def claim(prescription_id: int, pharmacist: User) -> bool:
     """Claim a prescription for review. Exactly one of several simultaneous claims wins: the
-    UPDATE only matches while it is unclaimed, its claim has lapsed, or it is already ours."""
+    UPDATE only matches while it is unclaimed, its claim has lapsed, or it is already ours. Nobody
+    reviews their own prescription (an account that was a customer before it became staff)."""
     begin_write()
     now = utcnow()
     result = db.session.execute(
         sa.update(Prescription)
         .where(
             Prescription.id == prescription_id,
+            Prescription.customer_id != pharmacist.id,
             sa.or_(
                 Prescription.status == UPLOADED,
                 sa.and_(Prescription.status == IN_REVIEW,
@@ -408,7 +410,7 @@ def approve(prescription_id: int, pharmacist: User, t: Transcription) -> Prescri
     prescription = db.session.get(Prescription, prescription_id)
     if prescription is None:
         raise ReviewError({"prescription": "No such prescription."})
-    if not holds_claim(prescription, pharmacist):
+    if not holds_claim(prescription, pharmacist) or prescription.customer_id == pharmacist.id:
         raise ReviewError({"prescription": "Claim this prescription before deciding on it "
                                            "(your claim may have lapsed)."})
     errors, product, strength = _validate(t)

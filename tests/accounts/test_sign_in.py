@@ -187,16 +187,18 @@ def test_staff_must_pass_the_second_factor(app: Flask, users: dict[str, int]) ->
     response = client.post("/account/sign-in/verify", data={
         "code": "000000", "csrf_token": csrf_token(client, "/account/sign-in/verify")})
     assert "not correct" in response.get_data(as_text=True)
+    code = totp_now()
     response = client.post("/account/sign-in/verify", data={
-        "code": totp_now(), "csrf_token": csrf_token(client, "/account/sign-in/verify")})
+        "code": code, "csrf_token": csrf_token(client, "/account/sign-in/verify")})
     assert response.status_code == 302
     assert client.get("/account").status_code == 200
-    # The same code cannot be used twice.
+    # The same code cannot be used twice (the very same code: a fresh one could belong to the next
+    # 30-second step if the clock moved on meanwhile).
     other = app.test_client()
     other.post("/account/sign-in", data={
         "email": "pharmacist@example.com", "password": TEST_PASSWORD, "csrf_token": csrf_token(other)})
     response = other.post("/account/sign-in/verify", data={
-        "code": totp_now(), "csrf_token": csrf_token(other, "/account/sign-in/verify")})
+        "code": code, "csrf_token": csrf_token(other, "/account/sign-in/verify")})
     assert "already used" in response.get_data(as_text=True)
 
 

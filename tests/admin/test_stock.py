@@ -210,6 +210,20 @@ def test_an_impossible_adjustment_is_refused_and_changes_nothing(
         assert lot_named(DEMO_LOT).units_remaining == 2400
 
 
+@pytest.mark.parametrize("lot_id", ["abc", "99999999999999999999", "-3"])
+def test_an_adjustment_naming_no_real_lot_is_refused(
+    app: Flask, admin: FlaskClient, nal50: int, lot_id: str
+) -> None:
+    with app.app_context():
+        before = counts()
+    status, page = post(admin, f"/admin/stock/strengths/{nal50}/adjust",
+                        {"lot_id": lot_id, "reason_code": "count_correction", "change": "-1"})
+    assert status == 422
+    assert "Choose a lot" in page
+    with app.app_context():
+        assert counts() == before
+
+
 def test_on_hand_cannot_be_adjusted_below_what_orders_were_promised(
     app: Flask, admin: FlaskClient, nal50: int, users: dict[str, int]
 ) -> None:

@@ -106,12 +106,14 @@ def test_a_package_retired_after_it_went_into_the_cart_cannot_be_bought(
     app_ctx: Flask, users: dict[str, int]
 ) -> None:
     customer = db.session.get(User, users["customer"])
-    thiamine = package(100, "100-mg")
-    cart.add(customer, thiamine.id)
-    thiamine.active = False
+    retired, kept = package(100, "100-mg"), package(250, "100-mg")
+    cart.add(customer, retired.id)
+    cart.add(customer, kept.id)
+    retired.active = False
     db.session.commit()
 
-    assert coverage_of(users["customer"], (100, "100-mg", 1)) == ["unavailable"]
+    reasons = {line.package.units: line.coverage.reason for line in cart.view(customer).lines}
+    assert reasons == {100: "unavailable", 250: "otc"}  # only the retired size's line is refused
     with pytest.raises(orders.CheckoutError, match="no longer sold"):
         orders.place_order(customer, address_for(users["customer"]), "retired-pack")
 

@@ -162,6 +162,9 @@ def test_an_authorisation_for_another_amount_is_not_accepted(
         order = the_order(order_number)
         assert gateway_for_app(stripe_app).retrieve(order.payment_intent_id).amount == 59568
         assert gateway_for_app(stripe_app).retrieve(cheap.id).status == "canceled"
+        # Retired intents are counted, so the next attempt's idempotency key is a new one.
+        assert db.session.scalars(sa.select(PaymentEntry.kind).where(
+            PaymentEntry.order_id == order.id, PaymentEntry.reference == cheap.id)).all() == ["replaced"]
 
 
 def three_d_secure_card(localstripe: str) -> str:

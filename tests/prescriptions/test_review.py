@@ -59,6 +59,18 @@ def test_claim_is_exclusive_and_lapses(app: Flask, users: dict[str, int], make_u
         assert db.session.get(Prescription, pid).claimed_by_id == second
 
 
+def test_nobody_reviews_their_own_prescription(app: Flask, users: dict[str, int],
+                                               upload_prescription: Callable[..., int]) -> None:
+    # The customer uploads, then an admin makes the account a pharmacist: it still cannot claim it.
+    pid = upload_prescription()
+    with app.app_context():
+        db.session.get(User, users["customer"]).role = "pharmacist"
+        db.session.commit()
+        assert not services.claim(pid, as_user(app, users["customer"]))
+        assert db.session.get(Prescription, pid).status == "uploaded"
+        assert services.claim(pid, as_user(app, users["pharmacist"]))
+
+
 def test_concurrent_claims_have_exactly_one_winner(
     app: Flask, make_user: Callable[..., int], upload_prescription: Callable[..., int]
 ) -> None:
