@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from shop import access
 from shop.accounts import forms, services
@@ -16,8 +15,7 @@ from shop.form_errors import apply_errors
 bp = Blueprint("profile", __name__, url_prefix="/account")
 
 
-def _me() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+_me = access.me
 
 
 def _entry_forms() -> dict[str, forms.ProfileEntryForm]:

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from werkzeug.wrappers import Response
@@ -114,8 +113,7 @@ class ReviewForm(FlaskForm):
     submit = SubmitField("Save review")
 
 
-def _me() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+_me = access.me
 
 
 def _confirmed() -> None:

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.datastructures import MultiDict
@@ -70,8 +69,7 @@ def _form_packages(strength: Strength, posted: MultiDict) -> list[Package]:
     return [p for p in strength.packages if p.active or prices.version_field(p.id) in posted]
 
 
-def _me() -> User:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+_me = access.me
 
 
 def _strength_or_404(strength_id: int) -> Strength:

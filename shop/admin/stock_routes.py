@@ -7,7 +7,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, IntegerField, SelectField, StringField, SubmitField, TextAreaField
@@ -62,8 +61,7 @@ class ImportForm(FlaskForm):
     submit = SubmitField("Check and import")
 
 
-def _me() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+_me = access.me
 
 
 def _strength_or_404(strength_id: int) -> Strength:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
@@ -46,8 +45,7 @@ class StatusForm(FlaskForm):
     """A button-only form (disable or enable): the CSRF token is its whole content."""
 
 
-def _me() -> User:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+_me = access.me
 
 
 def _user_or_404(user_id: int) -> User:

@@ -16,7 +16,6 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user
 
 from shop import access
 from shop.accounts.forms import ConfirmForm
@@ -33,8 +32,7 @@ bp = Blueprint("orders", __name__, url_prefix="/orders")
 TOKEN_KEY = "checkout_token"  # noqa: S105 - a session key name
 
 
-def _me() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+_me = access.me
 
 
 @checkout_bp.get("")

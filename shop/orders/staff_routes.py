@@ -61,8 +61,7 @@ class RefundForm(FlaskForm):
     submit = SubmitField("Refund")
 
 
-def _me() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+_me = access.me
 
 
 def _view(number: str) -> services.StaffOrderView:

@@ -7,7 +7,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from shop import access
@@ -21,8 +20,7 @@ from shop.prescriptions.models import Prescription
 bp = Blueprint("pharmacy", __name__, url_prefix="/pharmacy")
 
 
-def _me() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+_me = access.me
 
 
 @bp.get("/queue")

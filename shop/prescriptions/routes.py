@@ -16,7 +16,6 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from shop import access
@@ -29,8 +28,7 @@ from shop.prescriptions.validation import UploadRefused, render_pdf_page
 bp = Blueprint("prescriptions", __name__, url_prefix="/prescriptions")
 
 
-def _me() -> Any:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+_me = access.me
 
 
 def _product_choices() -> list[SelectChoice]:
