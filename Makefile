@@ -50,6 +50,7 @@ test: lint test-sqlite test-postgresql
 
 bench: install
 	$(BIN)/python bench/catalog_pages.py
+	$(BIN)/python bench/checkout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts
