@@ -123,6 +123,8 @@ def pay(number: str) -> Any:
     except GatewayError:
         return _payment_page(order, status=503, error="We could not reach our card processor. Please "
                              "reload this page in a minute; your order is kept until it is due.")
+    except checkout.PaymentProblem as problem:
+        return _payment_page(order, status=409, error=str(problem))
     if intent is None:
         return _after_payment(order, checkout.Outcome(paid=True))
     return _payment_page(order)

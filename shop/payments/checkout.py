@@ -78,7 +78,9 @@ def payable_intent(order: Order, gateway: PaymentGateway) -> Intent | None:
     order = _reload(order)
     if order.payment_intent_id != intent.id:  # another tab attached its intent first: use that one
         gateway.cancel(intent.id, order_id=order.id)
-        return gateway.retrieve(order.payment_intent_id) if order.payment_intent_id else None
+        if not order.payment_intent_id:
+            raise PaymentProblem("This order changed while the page was open. Please reload the page.")
+        return gateway.retrieve(order.payment_intent_id)
     return intent
 
 

@@ -225,3 +225,23 @@ def test_a_paid_or_cancelled_order_has_no_payment_page(
     assert pay(customer, order_number, "pm_card_visa").status_code == 302
     with stripe_app.app_context():
         assert the_order(order_number).payment_intent_id is None
+
+
+def test_stripe_unreachable_says_so_and_keeps_the_order(
+    stripe_app: Flask, customer: FlaskClient, order_number: str
+) -> None:
+    from tests.stripe_server import free_port
+
+    stripe_app.config["STRIPE_API_BASE"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    stripe_app.extensions.pop("payment_gateway", None)
+
+    page = customer.get(f"/orders/{order_number}/pay")
+
+    assert page.status_code == 503
+    assert "We could not reach our card processor" in page.get_data(as_text=True)
+    response = pay(customer, order_number, "pm_card_visa")
+    assert response.status_code == 422
+    assert "Nothing was charged" in response.get_data(as_text=True)
+    with stripe_app.app_context():
+        order = the_order(order_number)
+        assert (order.status, order.payment_intent_id) == (AWAITING_PAYMENT, None)
