@@ -16,6 +16,7 @@ from shop.cart.models import CartLine
 from shop.catalog.models import Package, Product, Strength
 from shop.database import begin_write
 from shop.extensions import db
+from shop.inventory.services import available_by_strength
 
 SESSION_KEY = "cart"
 MAX_PACKS_PER_LINE = 10
@@ -31,6 +32,7 @@ class LineView:
     quantity: int
     price_when_added: int | None
     coverage: Coverage | None = None
+    units_available: int = 0  # of the strength, in unexpired lots and not promised to orders
 
     @property
     def strength(self) -> Strength:
@@ -54,7 +56,7 @@ class LineView:
 
     @property
     def packs_available(self) -> int:
-        return max(self.strength.stock_available, 0) // self.package.units
+        return self.units_available // self.package.units
 
 
 @dataclass
@@ -113,7 +115,9 @@ def view(user: User | None) -> CartView:
     packages = _packages([i[0] for i in items])
     lines = [LineView(packages[pid], qty, added) for pid, qty, added in items if pid in packages]
     coverage = evaluate(user, [(line.package, line.quantity) for line in lines])
+    available = available_by_strength({line.strength.id: line.strength for line in lines}.values())
     for line in lines:
+        line.units_available = available[line.strength.id]
         # A package size retired after it went into the cart can no longer be bought (this line only).
         line.coverage = coverage[line.package.strength_id] if line.package.active else RETIRED_PACKAGE
     cart = CartView(lines, current_app.config["CURRENCY"])

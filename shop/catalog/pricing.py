@@ -32,9 +32,12 @@ def stock_state(packs_available: int, low_stock_packs: int) -> str:
 
 
 def package_rows(strength: Strength, low_stock_packs: int) -> list[PackageRow]:
+    from shop.inventory.services import available_units
+
     packages = strength.active_packages
     lines = money.price_table([(p.units, p.price_cents) for p in packages])
-    available = max(strength.stock_available, 0)
+    # Only units in unexpired lots count, even before the worker writes expired lots off.
+    available = available_units(strength)
     rows = []
     for package, line in zip(packages, lines, strict=True):
         packs = available // package.units

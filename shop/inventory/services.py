@@ -100,8 +100,14 @@ def sellable_units(strength_ids: Iterable[int], day: dt.date | None = None) -> d
 
 def available_units(strength: Strength, day: dt.date | None = None) -> int:
     """Units that can be sold now: unexpired units not promised to orders (never negative)."""
-    sellable = sellable_units([strength.id], day)[strength.id]
-    return max(min(sellable, strength.stock_on_hand) - strength.stock_allocated, 0)
+    return available_by_strength([strength], day)[strength.id]
+
+
+def available_by_strength(strengths: Iterable[Strength], day: dt.date | None = None) -> dict[int, int]:
+    """available_units of several strengths in one query."""
+    strengths = list(strengths)
+    sellable = sellable_units([s.id for s in strengths], day)
+    return {s.id: max(min(sellable[s.id], s.stock_on_hand) - s.stock_allocated, 0) for s in strengths}
 
 
 def add_lot(strength: Strength, *, lot_number: str, expiry_date: dt.date, units: int,

@@ -268,6 +268,9 @@ def test_the_ledger_pages_newest_first(app: Flask, admin: FlaskClient, nal50: in
 def test_an_expired_lot_is_not_sold(app: Flask, client: FlaskClient, nal50: int, users: dict[str, int]) -> None:
     with app.app_context():
         expire(DEMO_LOT)  # the only stock of naltrexone 50 mg
+    # Customers see it out of stock at once, before the worker writes the lot off.
+    assert "Out of stock" in client.get("/products/naltrexone?strength=50-mg").get_data(as_text=True)
+    with app.app_context():
         with pytest.raises(orders.CheckoutError, match="Naltrexone 50 mg"):
             place_order_for(users["customer"], 90)
         strength = db.session.get(Strength, nal50)
