@@ -105,6 +105,8 @@ MATRIX = [
     ("orders.pay_submit", "POST", "/orders/{order}/pay", {}, but(OWN_OBJECT, customer=422)),
     ("orders.pay_check", "POST", "/orders/{order}/pay/check", {}, but(OWN_OBJECT, customer=422)),
     ("payments.webhook", "POST", "/stripe/webhook", {}, dict.fromkeys(ROLES, 400)),
+    # Cancels the customer's unpaid order (their run only; later rows do not need it unpaid).
+    ("orders.cancel", "POST", "/orders/{order}/cancel", {}, but(OWN_OBJECT, customer=302)),
     *EXTRA_ROWS,
     ("profile.make_default_address", "POST", "/account/addresses/{address}/default", {},
      but(OWN_OBJECT, customer=302)),

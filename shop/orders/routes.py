@@ -20,8 +20,8 @@ from flask import (
 from shop import access
 from shop.accounts.forms import ConfirmForm
 from shop.cart import services as cart
-from shop.orders import services
-from shop.orders.models import AWAITING_PAYMENT, Order
+from shop.orders import services, staff
+from shop.orders.models import AWAITING_PAYMENT, PAID, Order
 from shop.payments import checkout
 from shop.payments.gateway import GatewayError, gateway_for_app
 from shop.security import content_security_policy
@@ -29,6 +29,8 @@ from shop.security import content_security_policy
 checkout_bp = Blueprint("checkout", __name__, url_prefix="/checkout")
 bp = Blueprint("orders", __name__, url_prefix="/orders")
 
+# Until our pharmacist releases it, a customer may cancel their order.
+CUSTOMER_CANCELLABLE = (AWAITING_PAYMENT, PAID)
 TOKEN_KEY = "checkout_token"  # noqa: S105 - a session key name
 
 
@@ -79,7 +81,8 @@ def detail(number: str) -> str:
     order = services.owned_order(_me(), number)
     if order is None:
         abort(404)
-    return render_template("orders/detail.html", order=order, payment=services.payment_summary(order))
+    return render_template("orders/detail.html", order=order, payment=services.payment_summary(order),
+                           can_cancel=order.status in CUSTOMER_CANCELLABLE, form=ConfirmForm())
 
 
 def _payable(number: str) -> Order:
@@ -156,3 +159,24 @@ def pay_check(number: str) -> Any:
     except checkout.PaymentProblem as problem:
         return _payment_page(order, error=str(problem), status=422)
     return _after_payment(order, outcome)
+
+
+@bp.post("/<number>/cancel")
+@access.customer
+def cancel(number: str) -> Any:
+    """The customer cancels an order not yet released by our pharmacist: any card authorisation is
+    released, stock and prescription units come back. :raise 404: not one of this customer's orders."""
+    order = _payable(number)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    if order.status not in CUSTOMER_CANCELLABLE:
+        flash("This order is already with our pharmacist and can no longer be cancelled here. Please "
+              "contact us.", "error")
+        return redirect(url_for("orders.detail", number=order.number))
+    try:
+        staff.cancel(order, _me(), "cancelled by the customer", gateway_for_app(current_app))
+    except staff.ActionRefused as refused:
+        flash(refused.message, "error")
+    else:
+        flash(f"Order {order.number} is cancelled. Nothing has been charged.", "success")
+    return redirect(url_for("orders.detail", number=order.number))

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from shop.accounts.models import User
 from shop.cart import services as cart
+from shop.catalog.models import Strength
 from shop.extensions import db
 from shop.notifications.models import OutboxMessage
 from shop.orders import services as orders
@@ -245,3 +246,29 @@ def test_stripe_unreachable_says_so_and_keeps_the_order(
     with stripe_app.app_context():
         order = the_order(order_number)
         assert (order.status, order.payment_intent_id) == (AWAITING_PAYMENT, None)
+
+
+def test_the_customer_cancels_a_paid_order_before_release(
+    stripe_app: Flask, customer: FlaskClient, order_number: str, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    assert pay(customer, order_number, "pm_card_visa").status_code == 302
+    page = customer.get(f"/orders/{order_number}").get_data(as_text=True)
+    assert "Cancel this order" in page
+    # Nobody else can cancel it.
+    other = signed_in("other_customer")
+    assert other.post(f"/orders/{order_number}/cancel",
+                      data={"csrf_token": csrf_token(other, "/orders")}).status_code == 404
+
+    response = customer.post(f"/orders/{order_number}/cancel",
+                             data={"csrf_token": csrf_token(customer, f"/orders/{order_number}")})
+
+    assert response.status_code == 302
+    page = customer.get(f"/orders/{order_number}").get_data(as_text=True)
+    assert f"Order {order_number} is cancelled. Nothing has been charged." in page
+    assert "Cancel this order" not in page
+    with stripe_app.app_context():
+        order = the_order(order_number)
+        assert order.status == "cancelled"
+        assert gateway_for_app(stripe_app).retrieve(order.payment_intent_id).status == "canceled"
+        assert order.lines[0].reservations[0].state == "released"  # prescription units are back
+        assert db.session.get(Strength, order.lines[0].strength_id).stock_allocated == 0
