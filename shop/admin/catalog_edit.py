@@ -1,9 +1,14 @@
-"""Admin edits to the catalog (products, brand names and synonyms, strengths) and the monographs.
+"""Admin edits to the catalog: products, brand names and synonyms, strengths; and the helpers the
+monograph editor (monograph_edit) shares.
 
 Each writing function owns its transaction: begin_write() first, then its reads and checks, then the
 change and its audit row, committed together. A refusal raises EditRefused with {field: message}
 having changed nothing. Records that orders, carts, prescriptions or the stock ledger refer to are
 never deleted: they are deactivated instead, which hides them from the shop and stops their sale.
+
+Products, monographs and monograph sections carry a version: a save names the version its form was
+read at and is a conditional UPDATE on it (claim_version), so of two admins saving one version only
+the first wins and the second is told, with EditConflict, instead of silently overwriting it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -23,13 +29,10 @@ from shop import audit, money
 from shop.audit import utcnow
 from shop.cart.models import CartLine
 from shop.catalog.models import (
-    SEVERITIES,
     Monograph,
-    MonographSection,
     Package,
     Product,
     ProductAlias,
-    SafetyEntry,
     Strength,
     search_key,
 )
@@ -43,14 +46,11 @@ from shop.prescriptions.models import Prescription
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 UNITS = ("mg", "mcg", "g", "mL", "mg/mL", "IU", "%")
 ALIAS_KINDS = {"brand": "Brand name", "synonym": "Synonym"}
-SAFETY_KINDS = {"contraindication": "Contraindication", "interaction": "Interaction"}
 MAX_AMOUNT = Decimal("9999999.999")  # Numeric(10, 3)
 MAX_PACKAGE_UNITS = 10_000
 MAX_DESCRIPTION = 1000
-MAX_SECTION = 50_000
-MAX_NOTE = 2000
-MAX_MATCH_TERMS = 50
-EARLIEST_REVIEW = dt.date(1990, 1, 1)
+# The key a conflict's general message goes under: no form has such a field, so it is flashed.
+CONFLICT = "conflict"
 
 
 class EditRefused(Exception):
@@ -61,17 +61,26 @@ class EditRefused(Exception):
         self.errors = errors
 
 
-def _refuse(errors: dict[str, str]) -> NoReturn:
+class EditConflict(EditRefused):
+    """Someone else saved the record after the editor read it; nothing was changed. `version` is the
+    record's version now: a form that carries it saves over the other change deliberately."""
+
+    def __init__(self, errors: dict[str, str], version: int) -> None:
+        super().__init__(errors)
+        self.version = version
+
+
+def refuse(errors: dict[str, str]) -> NoReturn:
     db.session.rollback()
     raise EditRefused(errors)
 
 
-def _commit(conflict: dict[str, str]) -> None:
+def commit_or_refuse(conflict: dict[str, str]) -> None:
     """Commit; a unique constraint hit by a simultaneous edit becomes the `conflict` refusal."""
     try:
         db.session.commit()
     except sa.exc.IntegrityError:
-        _refuse(conflict)
+        refuse(conflict)
 
 
 def slugify(text: str, max_length: int) -> str:
@@ -81,19 +90,24 @@ def slugify(text: str, max_length: int) -> str:
     return slug[:max_length].rstrip("-")
 
 
-def _clean(text: str | None) -> str:
+def clean(text: str | None) -> str:
     """Trimmed, inner runs of whitespace as one space (for one-line fields)."""
     return " ".join((text or "").split())
 
 
-def _required(errors: dict[str, str], name: str, value: str, max_length: int, what: str) -> None:
+def clean_text(text: str | None) -> str:
+    """Trimmed, with Windows line ends as plain ones (for text areas)."""
+    return (text or "").replace("\r\n", "\n").strip()
+
+
+def require(errors: dict[str, str], name: str, value: str, max_length: int, what: str) -> None:
     if not value:
         errors[name] = f"Enter {what}."
     elif len(value) > max_length:
         errors[name] = f"At most {max_length} characters."
 
 
-def _slug(errors: dict[str, str], typed: str, source: str, max_length: int) -> str:
+def check_slug(errors: dict[str, str], typed: str, source: str, max_length: int) -> str:
     slug = typed.strip().lower() or slugify(source, max_length)
     if not slug:
         if source:
@@ -109,15 +123,63 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _changes(obj: Any, values: dict[str, Any]) -> dict[str, list[Any]]:
+def differences(obj: Any, values: Mapping[str, Any]) -> list[str]:
+    return [name for name, new in values.items() if getattr(obj, name) != new]
+
+
+def apply_changes(obj: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
     """{field: [old, new]} for the values that differ, applied to obj (for the audit row)."""
     changed = {}
-    for name, new in values.items():
-        old = getattr(obj, name)
-        if old != new:
-            changed[name] = [old, new]
-            setattr(obj, name, new)
+    for name in differences(obj, values):
+        changed[name] = [getattr(obj, name), values[name]]
+        setattr(obj, name, values[name])
     return changed
+
+
+# Versions ------------------------------------------------------------------------------------------
+
+
+def claim_version(model: Any, row_id: int, seen: int) -> bool:
+    """Bump the row's version if it is still the one the editor read; False if someone saved meanwhile.
+
+    One conditional UPDATE: of two saves of the same version only one can match it (on PostgreSQL the
+    second waits for the first's row lock, then finds the version moved on). The caller then writes
+    its changes in the same transaction, holding that row.
+    """
+    result = db.session.execute(
+        sa.update(model).where(model.id == row_id, model.version == seen)
+        .values(version=model.version + 1).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def shown(value: Any) -> str:
+    """A stored value as a conflict message quotes it."""
+    if isinstance(value, bool):
+        return "ticked" if value else "not ticked"
+    if value is None or value == "":
+        return "empty"
+    text = value.isoformat() if isinstance(value, dt.date) else " ".join(str(value).split())
+    return f"“{text[:80].rstrip()}…”" if len(text) > 80 else f"“{text}”"
+
+
+def refuse_stale(obj: Any, values: Mapping[str, Any], what: str, *, fields: Mapping[str, str] | None = None,
+                 describe: Callable[[str, Any], str] | None = None) -> NoReturn:
+    """Refuse a save whose version someone else moved on, saying what they saved in each field the
+    editor's values differ from. `fields` maps column names to form field names where they differ.
+
+    :raise EditConflict: always, with the version now, having changed nothing.
+    """
+    db.session.refresh(obj)  # what the other save stored
+    errors = {CONFLICT: f"{what} was changed by someone else meanwhile. Nothing of yours is saved yet and "
+                        "your text is still in the form: check the fields marked, then save again to "
+                        "replace their changes with yours."}
+    for name in differences(obj, values):
+        now = getattr(obj, name)
+        text = describe(name, now) if describe else shown(now)
+        errors[(fields or {}).get(name, name)] = f"Changed by someone else meanwhile; saved now: {text}."
+    version = obj.version
+    db.session.rollback()
+    raise EditConflict(errors, version)
 
 
 # Reading -------------------------------------------------------------------------------------------
@@ -148,20 +210,6 @@ def product_for_edit(product_id: int) -> Product | None:
     stmt = sa.select(Product).where(Product.id == product_id).options(
         selectinload(Product.strengths).selectinload(Strength.packages),
         selectinload(Product.aliases),
-    )
-    return db.session.scalars(stmt).first()
-
-
-def all_monographs() -> list[Monograph]:
-    stmt = sa.select(Monograph).order_by(Monograph.title).options(selectinload(Monograph.products))
-    return list(db.session.scalars(stmt))
-
-
-def monograph_for_edit(monograph_id: int) -> Monograph | None:
-    stmt = sa.select(Monograph).where(Monograph.id == monograph_id).options(
-        selectinload(Monograph.sections),
-        selectinload(Monograph.safety_entries),
-        selectinload(Monograph.products),
     )
     return db.session.scalars(stmt).first()
 
@@ -218,11 +266,11 @@ class ProductFields:
 
 def _product_values(fields: ProductFields, product_id: int | None) -> dict[str, Any]:
     errors: dict[str, str] = {}
-    name, generic = _clean(fields.name), _clean(fields.generic_name)
+    name, generic = clean(fields.name), clean(fields.generic_name)
     description = (fields.short_description or "").strip()
-    _required(errors, "name", name, 120, "the product's name")
-    _required(errors, "generic_name", generic, 120, "the generic name")
-    slug = _slug(errors, fields.slug or "", name, 80)
+    require(errors, "name", name, 120, "the product's name")
+    require(errors, "generic_name", generic, 120, "the generic name")
+    slug = check_slug(errors, fields.slug or "", name, 80)
     if "slug" not in errors and slug:
         taken = db.session.scalar(sa.select(Product.name).where(Product.slug == slug,
                                                                 Product.id != (product_id or 0)))
@@ -235,7 +283,7 @@ def _product_values(fields: ProductFields, product_id: int | None) -> dict[str, 
     if fields.monograph_id is not None and db.session.get(Monograph, fields.monograph_id) is None:
         errors["monograph_id"] = "Choose a monograph from the list."
     if errors:
-        _refuse(errors)
+        refuse(errors)
     return {"name": name, "slug": slug, "generic_name": generic, "short_description": description,
             "prescription_only": fields.prescription_only,
             "controlled_substance": fields.controlled_substance, "monograph_id": fields.monograph_id}
@@ -254,29 +302,46 @@ def create_product(actor: Any, fields: ProductFields) -> Product:
     try:
         db.session.flush()
     except sa.exc.IntegrityError:
-        _refuse(_slug_conflict(values["slug"]))
+        refuse(_slug_conflict(values["slug"]))
     audit.record("catalog.product_created", object_type="product", object_id=product.id, actor=actor,
                  **{k: v for k, v in values.items() if k != "short_description"})
-    _commit(_slug_conflict(values["slug"]))
+    commit_or_refuse(_slug_conflict(values["slug"]))
     return product
 
 
-def update_product(actor: Any, product_id: int, fields: ProductFields) -> Product:
-    """:raise LookupError: no such product. :raise EditRefused: nothing changed."""
+def update_product(actor: Any, product_id: int, fields: ProductFields, seen_version: int) -> Product:
+    """Save the details form, read at `seen_version`. Values equal to the stored ones save nothing
+    (nothing of anyone's would be lost), whatever the version.
+
+    :raise LookupError: no such product. :raise EditRefused: bad input, nothing changed.
+    :raise EditConflict: someone else saved the product since `seen_version`; nothing changed.
+    """
     begin_write()
-    product = db.session.get(Product, product_id)
+    product = db.session.get(Product, product_id, populate_existing=True)
     if product is None:
         db.session.rollback()
         raise LookupError(product_id)
     values = _product_values(fields, product_id)
-    changed = _changes(product, values)
-    if changed:
-        if "short_description" in changed:
-            changed["short_description"] = ["…", "…"]  # the text itself is not worth a log line
-        audit.record("catalog.product_updated", object_type="product", object_id=product.id, actor=actor,
-                     changes=changed)
-    _commit(_slug_conflict(values["slug"]))
+    if not differences(product, values):
+        db.session.rollback()
+        return product
+    if not claim_version(Product, product_id, seen_version):
+        refuse_stale(product, values, "This product", describe=_describe_product_value)
+    db.session.refresh(product)  # the row as this transaction now holds it
+    changed = apply_changes(product, values)
+    if "short_description" in changed:
+        changed["short_description"] = ["…", "…"]  # the text itself is not worth a log line
+    audit.record("catalog.product_updated", object_type="product", object_id=product.id, actor=actor,
+                 changes=changed, version=product.version)
+    commit_or_refuse(_slug_conflict(values["slug"]))
     return product
+
+
+def _describe_product_value(name: str, value: Any) -> str:
+    if name == "monograph_id":
+        monograph = db.session.get(Monograph, value) if value is not None else None
+        return shown(monograph.title if monograph else "No monograph")
+    return shown(value)
 
 
 def _sellable_strengths(product: Product) -> list[Strength]:
@@ -292,7 +357,7 @@ def set_product_active(actor: Any, product_id: int, active: bool) -> Product:
         db.session.rollback()
         raise LookupError(product_id)
     if active and not _sellable_strengths(product):
-        _refuse({"active": f"{product.name} has no active strength with a package yet: add one first."})
+        refuse({"active": f"{product.name} has no active strength with a package yet: add one first."})
     if product.active != active:
         product.active = active
         audit.record("catalog.product_activated" if active else "catalog.product_deactivated",
@@ -313,7 +378,7 @@ def delete_product(actor: Any, product_id: int) -> str:
         raise LookupError(product_id)
     found = references(product.id, [s.id for s in product.strengths])
     if found:
-        _refuse({"delete": f"{product.name} cannot be deleted: {_in_words(found)} refer to it. "
+        refuse({"delete": f"{product.name} cannot be deleted: {_in_words(found)} refer to it. "
                            "Deactivate it instead: it leaves the shop and can no longer be bought, "
                            "and those records keep it."})
     name = product.name
@@ -335,18 +400,18 @@ def add_alias(actor: Any, product_id: int, kind: str, name: str) -> ProductAlias
         db.session.rollback()
         raise LookupError(product_id)
     errors: dict[str, str] = {}
-    name = _clean(name)
+    name = clean(name)
     key = search_key(name)
     if kind not in ALIAS_KINDS:
         errors["kind"] = "Choose brand name or synonym."
-    _required(errors, "name", name, 120, "the brand name or synonym")
+    require(errors, "name", name, 120, "the brand name or synonym")
     if "name" not in errors and not key:
         errors["name"] = "Enter a name with letters or digits."
     duplicate = next((a for a in product.aliases if a.search_key == key), None)
     if "name" not in errors and duplicate is not None:
         errors["name"] = f"{product.name} already has the name {duplicate.name!r}."
     if errors:
-        _refuse(errors)
+        refuse(errors)
     alias = ProductAlias(product_id=product.id, kind=kind, name=name, search_key=key,
                          position=max((a.position for a in product.aliases), default=-1) + 1)
     db.session.add(alias)
@@ -354,10 +419,10 @@ def add_alias(actor: Any, product_id: int, kind: str, name: str) -> ProductAlias
     try:
         db.session.flush()
     except sa.exc.IntegrityError:
-        _refuse(conflict)
+        refuse(conflict)
     audit.record("catalog.alias_added", object_type="product", object_id=product.id, actor=actor,
                  kind=kind, name=name)
-    _commit(conflict)
+    commit_or_refuse(conflict)
     return alias
 
 
@@ -392,10 +457,10 @@ class StrengthFields:
 def _strength_values(product: Product, fields: StrengthFields, strength: Strength | None) -> tuple[
         dict[str, Any], dict[str, str]]:
     errors: dict[str, str] = {}
-    label, form = _clean(fields.label), _clean(fields.dosage_form)
-    _required(errors, "label", label, 40, "the label customers see, e.g. 50 mg")
-    _required(errors, "dosage_form", form, 80, "the dosage form, e.g. film-coated tablet")
-    slug = _slug(errors, fields.slug or "", label, 40)
+    label, form = clean(fields.label), clean(fields.dosage_form)
+    require(errors, "label", label, 40, "the label customers see, e.g. 50 mg")
+    require(errors, "dosage_form", form, 80, "the dosage form, e.g. film-coated tablet")
+    slug = check_slug(errors, fields.slug or "", label, 40)
     if "slug" not in errors and slug and any(
             s.slug == slug and s is not strength for s in product.strengths):
         errors["slug"] = f"{product.name} already has a strength with the slug {slug!r}."
@@ -453,7 +518,7 @@ def create_strength(actor: Any, product_id: int, fields: StrengthFields, units: 
     units_value, cents, package_errors = _package_values(units, price)
     errors.update(package_errors)
     if errors:
-        _refuse(errors)
+        refuse(errors)
     strength = Strength(product_id=product.id, **values, active=True)
     package = Package(units=units_value, price_cents=cents,
                       currency=current_app.config.get("CURRENCY", "USD"))
@@ -462,7 +527,7 @@ def create_strength(actor: Any, product_id: int, fields: StrengthFields, units: 
     try:
         db.session.flush()
     except sa.exc.IntegrityError:
-        _refuse(_strength_conflict(values["slug"]))
+        refuse(_strength_conflict(values["slug"]))
     now = utcnow()
     # The price history starts with the package being added, like packages added in the price editor.
     db.session.add(PriceChange(package_id=package.id, kind="added", old_price_cents=None,
@@ -472,7 +537,7 @@ def create_strength(actor: Any, product_id: int, fields: StrengthFields, units: 
     audit.record("catalog.strength_created", object_type="strength", object_id=strength.id, actor=actor,
                  product_id=product.id, label=values["label"], slug=values["slug"],
                  package_units=units_value, price_cents=cents)
-    _commit(_strength_conflict(values["slug"]))
+    commit_or_refuse(_strength_conflict(values["slug"]))
     return strength
 
 
@@ -498,12 +563,12 @@ def update_strength(actor: Any, strength_id: int, fields: StrengthFields) -> Str
                                 f"{FIXED_ONCE_USED[name]} cannot change: add a new strength and "
                                 "deactivate this one instead.")
     if errors:
-        _refuse(errors)
-    changed = _changes(strength, values)
+        refuse(errors)
+    changed = apply_changes(strength, values)
     if changed:
         audit.record("catalog.strength_updated", object_type="strength", object_id=strength.id,
                      actor=actor, product_id=strength.product_id, changes=changed)
-    _commit(_strength_conflict(values["slug"]))
+    commit_or_refuse(_strength_conflict(values["slug"]))
     return strength
 
 
@@ -515,7 +580,7 @@ def set_strength_active(actor: Any, strength_id: int, active: bool) -> Strength:
         db.session.rollback()
         raise LookupError(strength_id)
     if active and not strength.active_packages:
-        _refuse({"active": f"{strength.label} has no active package: add one in the price editor first."})
+        refuse({"active": f"{strength.label} has no active package: add one in the price editor first."})
     if strength.active != active:
         strength.active = active
         audit.record("catalog.strength_activated" if active else "catalog.strength_deactivated",
@@ -537,7 +602,7 @@ def delete_strength(actor: Any, strength_id: int) -> str:
         raise LookupError(strength_id)
     found = references(None, [strength.id])
     if found:
-        _refuse({"delete": f"{strength.label} cannot be deleted: {_in_words(found)} refer to it. "
+        refuse({"delete": f"{strength.label} cannot be deleted: {_in_words(found)} refer to it. "
                            "Deactivate it instead: it leaves the shop and can no longer be bought, "
                            "and those records keep it."})
     label = strength.label
@@ -546,160 +611,3 @@ def delete_strength(actor: Any, strength_id: int) -> str:
     db.session.delete(strength)
     db.session.commit()
     return label
-
-
-# Monographs ----------------------------------------------------------------------------------------
-
-
-def _monograph(monograph_id: int) -> Monograph:
-    monograph = db.session.get(Monograph, monograph_id)
-    if monograph is None:
-        db.session.rollback()
-        raise LookupError(monograph_id)
-    return monograph
-
-
-def update_section(actor: Any, monograph_id: int, key: str, title: str, body: str) -> MonographSection:
-    """:raise LookupError: no such monograph or section. :raise EditRefused: nothing changed."""
-    begin_write()
-    monograph = _monograph(monograph_id)
-    section = next((s for s in monograph.sections if s.key == key), None)
-    if section is None:
-        db.session.rollback()
-        raise LookupError(key)
-    errors: dict[str, str] = {}
-    title = _clean(title)
-    body = (body or "").replace("\r\n", "\n").strip()
-    _required(errors, "title", title, 120, "the section's title")
-    _required(errors, "body", body, MAX_SECTION, "the section's text")
-    if errors:
-        _refuse(errors)
-    before = len(section.body_markdown)
-    changed = _changes(section, {"title": title, "body_markdown": body})
-    if changed:
-        details: dict[str, Any] = {"key": key}
-        if "title" in changed:
-            details["title"] = changed["title"]
-        if "body_markdown" in changed:
-            details["body_chars"] = [before, len(body)]
-        audit.record("monograph.section_updated", object_type="monograph", object_id=monograph.id,
-                     actor=actor, **details)
-    db.session.commit()
-    return section
-
-
-@dataclass
-class SafetyFields:
-    kind: str
-    term: str
-    severity: str
-    note: str
-    match_terms: str  # as typed: one word or phrase a line
-
-
-def match_terms_of(text: str) -> list[str]:
-    """Typed lines -> lower-case, trimmed, de-duplicated terms, in the order typed."""
-    terms: list[str] = []
-    for line in (text or "").splitlines():
-        term = _clean(line).lower()
-        if term and term not in terms:
-            terms.append(term)
-    return terms
-
-
-def _safety_values(fields: SafetyFields) -> dict[str, Any]:
-    errors: dict[str, str] = {}
-    term, note = _clean(fields.term), (fields.note or "").strip()
-    if fields.kind not in SAFETY_KINDS:
-        errors["kind"] = "Choose contraindication or interaction."
-    _required(errors, "term", term, 160, "what it is, e.g. Opioid analgesics")
-    if fields.severity not in SEVERITIES:
-        errors["severity"] = "Choose severe, moderate or minor."
-    if len(note) > MAX_NOTE:
-        errors["note"] = f"At most {MAX_NOTE} characters."
-    # No terms is allowed: some entries (alcohol, say) are for reading, not for automatic warnings.
-    terms = match_terms_of(fields.match_terms)
-    if len(terms) > MAX_MATCH_TERMS:
-        errors["match_terms"] = f"At most {MAX_MATCH_TERMS} words or phrases."
-    elif any(len(t) > 80 or not search_key(t) for t in terms):
-        errors["match_terms"] = "Each line needs letters or digits, and at most 80 characters."
-    if errors:
-        _refuse(errors)
-    return {"kind": fields.kind, "term": term, "severity": fields.severity, "note": note,
-            "match_terms": "\n".join(terms)}
-
-
-def add_safety_entry(actor: Any, monograph_id: int, fields: SafetyFields) -> SafetyEntry:
-    """:raise LookupError: no such monograph. :raise EditRefused: nothing changed."""
-    begin_write()
-    monograph = _monograph(monograph_id)
-    values = _safety_values(fields)
-    position = max((e.position for e in monograph.safety_entries), default=-1) + 1
-    entry = SafetyEntry(monograph_id=monograph.id, position=position, **values)
-    db.session.add(entry)
-    db.session.flush()
-    audit.record("monograph.safety_added", object_type="monograph", object_id=monograph.id, actor=actor,
-                 entry_id=entry.id, kind=values["kind"], term=values["term"], severity=values["severity"],
-                 match_terms=values["match_terms"].splitlines())
-    db.session.commit()
-    return entry
-
-
-def _safety_entry(monograph_id: int, entry_id: int) -> SafetyEntry:
-    entry = db.session.get(SafetyEntry, entry_id)
-    if entry is None or entry.monograph_id != monograph_id:
-        db.session.rollback()
-        raise LookupError(entry_id)
-    return entry
-
-
-def update_safety_entry(actor: Any, monograph_id: int, entry_id: int, fields: SafetyFields) -> SafetyEntry:
-    """:raise LookupError: no such entry of this monograph. :raise EditRefused: nothing changed."""
-    begin_write()
-    entry = _safety_entry(monograph_id, entry_id)
-    changed = _changes(entry, _safety_values(fields))
-    if changed:
-        if "note" in changed:
-            changed["note"] = ["…", "…"]
-        audit.record("monograph.safety_updated", object_type="monograph", object_id=monograph_id,
-                     actor=actor, entry_id=entry.id, changes=changed)
-    db.session.commit()
-    return entry
-
-
-def remove_safety_entry(actor: Any, monograph_id: int, entry_id: int) -> str:
-    """Returns the removed entry's term. :raise LookupError: no such entry of this monograph."""
-    begin_write()
-    entry = _safety_entry(monograph_id, entry_id)
-    term = entry.term
-    audit.record("monograph.safety_removed", object_type="monograph", object_id=monograph_id, actor=actor,
-                 entry_id=entry.id, kind=entry.kind, term=term, severity=entry.severity)
-    db.session.delete(entry)
-    db.session.commit()
-    return term
-
-
-def set_review(actor: Any, monograph_id: int, last_reviewed: dt.date | None, reviewed_by: str) -> Monograph:
-    """Record who last reviewed the monograph, and when.
-
-    :raise LookupError: no such monograph. :raise EditRefused: nothing changed.
-    """
-    begin_write()
-    monograph = _monograph(monograph_id)
-    errors: dict[str, str] = {}
-    reviewer = _clean(reviewed_by)
-    if last_reviewed is None:
-        errors["last_reviewed"] = "Enter the date of the review."
-    elif last_reviewed > dt.date.today():
-        errors["last_reviewed"] = "The review date cannot be in the future."
-    elif last_reviewed < EARLIEST_REVIEW:
-        errors["last_reviewed"] = "Check the year of the review date."
-    _required(errors, "reviewed_by", reviewer, 120, "the reviewer's name and qualification")
-    if errors:
-        _refuse(errors)
-    changed = _changes(monograph, {"last_reviewed": last_reviewed, "reviewed_by": reviewer})
-    if changed:
-        audit.record("monograph.reviewed", object_type="monograph", object_id=monograph.id, actor=actor,
-                     changes=changed)
-    db.session.commit()
-    return monograph

@@ -1,5 +1,11 @@
-"""Admin catalog and monograph editing: products, brand names and synonyms, strengths, monograph
-sections (with a preview), safety entries and the review date. The rules live in catalog_edit."""
+"""Admin catalog and monograph editing: products, brand names and synonyms, strengths; new monographs,
+their details, review, sections (with a preview), uses, dosing rows, questions and safety entries.
+The rules live in catalog_edit and monograph_edit; the forms in catalog_forms.
+
+A save of a product, a monograph or a section that someone else saved since the form was read is
+refused with 409: the form comes back with the admin's typed text, the other change beside it and
+the version now, so saving again replaces the other change deliberately.
+"""
 
 from __future__ import annotations
 
@@ -10,108 +16,35 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from werkzeug.wrappers import Response
-from wtforms import (
-    BooleanField,
-    DateField,
-    DecimalField,
-    IntegerField,
-    SelectField,
-    StringField,
-    SubmitField,
-    TextAreaField,
-)
+from wtforms import Field
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, Optional
 
 from shop import access
 from shop.accounts.forms import ConfirmForm
 from shop.admin import catalog_edit as edit
-from shop.catalog.models import SEVERITIES, Monograph, Product, SafetyEntry, Strength
+from shop.admin import monograph_edit as monographs
+from shop.admin.catalog_forms import (
+    ROW_FORMS,
+    AliasForm,
+    DetailsForm,
+    NewMonographForm,
+    NewStrengthForm,
+    ProductEditForm,
+    ProductForm,
+    ReviewForm,
+    SafetyForm,
+    SectionForm,
+    StrengthForm,
+    plain_decimal,
+    row_fields,
+    row_form_data,
+)
+from shop.catalog.models import Monograph, Product, SafetyEntry, Strength
 from shop.extensions import db
 from shop.form_errors import apply_errors
 from shop.markdown import render_markdown
 
 bp = Blueprint("admin_catalog", __name__, url_prefix="/admin/catalog")
-
-SLUG_HELP = "Lower-case letters, digits and hyphens; leave empty to make it from the {source}."
-
-
-# Forms ---------------------------------------------------------------------------------------------
-
-
-class ProductForm(FlaskForm):
-    name = StringField("Name", validators=[Length(max=120)],
-                       description="As customers see it, e.g. Naltrexone.")
-    slug = StringField("Slug (web address)", validators=[Length(max=80)],
-                       description=SLUG_HELP.format(source="name") + " Changing it changes the product's "
-                                                                      "public address.")
-    generic_name = StringField("Generic name", validators=[Length(max=120)],
-                               description="e.g. naltrexone hydrochloride")
-    short_description = TextAreaField("Short description", validators=[Length(max=edit.MAX_DESCRIPTION)],
-                                      description="One or two sentences for the product list.")
-    monograph_id = SelectField("Monograph", coerce=str)
-    prescription_only = BooleanField("Prescription only",
-                                     description="Customers need an approved prescription to check out.")
-    controlled_substance = BooleanField(
-        "Controlled substance",
-        description="A controlled substance can never be bought from this shop: it may be listed for "
-                    "information, but it cannot be added to a cart and no cart holding it can check out. "
-                    "Controlled substances are always prescription-only.")
-    submit = SubmitField("Save product")
-
-
-class AliasForm(FlaskForm):
-    kind = SelectField("Kind", choices=[SelectChoice(k, v) for k, v in edit.ALIAS_KINDS.items()])
-    name = StringField("Name", validators=[Length(max=120)])
-
-
-class StrengthForm(FlaskForm):
-    label = StringField("Label", validators=[Length(max=40)], description="As customers see it, e.g. 50 mg.")
-    slug = StringField("Slug (web address)", validators=[Length(max=40)],
-                       description=SLUG_HELP.format(source="label"))
-    amount = DecimalField("Amount in one unit", places=None, validators=[Optional()],
-                          description="e.g. 50 or 1.5; the pharmacist's dose check uses it with the unit.")
-    unit = SelectField("Unit", choices=[SelectChoice(u, u) for u in edit.UNITS], default="mg")
-    dosage_form = StringField("Dosage form", validators=[Length(max=80)],
-                              description="e.g. film-coated tablet, compounded capsule")
-    position = IntegerField("Order on the product page", validators=[Optional()],
-                            description="0 comes first; leave empty to keep it (or, new, to put it last).")
-    submit = SubmitField("Save strength")
-
-
-class NewStrengthForm(StrengthForm):
-    units = IntegerField("First package: tablets or capsules", validators=[Optional()],
-                         description="Add more packages, and change prices, in the price editor.")
-    price = StringField("First package: price", validators=[Length(max=20)], description="e.g. 214.24")
-    submit = SubmitField("Add strength")
-
-
-class SectionForm(FlaskForm):
-    title = StringField("Title", validators=[Length(max=120)])
-    body = TextAreaField("Text (Markdown)", validators=[Length(max=edit.MAX_SECTION)],
-                         render_kw={"rows": 12},
-                         description="Headings start at ###. Raw HTML is shown as text, never run.")
-
-
-class SafetyForm(FlaskForm):
-    kind = SelectField("Kind", choices=[SelectChoice(k, v) for k, v in edit.SAFETY_KINDS.items()])
-    term = StringField("What", validators=[Length(max=160)], description="e.g. Opioid analgesics")
-    severity = SelectField("Severity", choices=[SelectChoice(s, s.capitalize()) for s in SEVERITIES])
-    match_terms = TextAreaField(
-        "Triggered by", validators=[Length(max=5000)], render_kw={"rows": 4},
-        description="One word or phrase a line. Found as whole words in a patient's medications or "
-                    "conditions, it shows this entry to the pharmacist reviewing a prescription. Leave "
-                    "empty for an entry that should not be raised automatically (e.g. alcohol).")
-    note = TextAreaField("Why it matters", validators=[Length(max=edit.MAX_NOTE)], render_kw={"rows": 3})
-    submit = SubmitField("Save entry")
-
-
-class ReviewForm(FlaskForm):
-    last_reviewed = DateField("Last reviewed on", validators=[Optional()])
-    reviewed_by = StringField("Reviewed by", validators=[Length(max=120)],
-                              description="Name and qualification, e.g. Dana Reyes, PharmD.")
-    submit = SubmitField("Save review")
-
 
 _me = access.me
 
@@ -126,12 +59,27 @@ def _status() -> int:
     return 422 if request.method == "POST" else 200
 
 
+def _seen_version(field: Field) -> int:
+    """The version the form was read at. :raise 400: none, or not a number (not our form)."""
+    try:
+        return int(field.data)
+    except (TypeError, ValueError):
+        abort(400)
+
+
+def _show_conflict(form: FlaskForm, conflict: edit.EditConflict) -> None:
+    """Keep the typed text, mark what the other save changed, and carry the version now: saving
+    again from this form replaces the other change on purpose."""
+    form["version"].data = str(conflict.version)
+    apply_errors(form, conflict.errors)
+
+
 # Products ------------------------------------------------------------------------------------------
 
 
 def _monograph_choices(form: ProductForm) -> None:
     form.monograph_id.choices = [SelectChoice("", "No monograph")] + [
-        SelectChoice(str(m.id), m.title) for m in edit.all_monographs()]
+        SelectChoice(str(m.id), m.title) for m in monographs.all_monographs()]
 
 
 def _product_fields(form: ProductForm) -> edit.ProductFields:
@@ -152,14 +100,15 @@ def _product_or_404(product_id: int) -> Product:
     return product
 
 
-def _render_product(product: Product, form: ProductForm | None = None, alias_form: AliasForm | None = None,
-                    status: int = 200) -> tuple[str, int]:
+def _render_product(product: Product, form: ProductEditForm | None = None,
+                    alias_form: AliasForm | None = None, status: int = 200) -> tuple[str, int]:
     if form is None:
-        form = ProductForm(formdata=None, name=product.name, slug=product.slug,
-                           generic_name=product.generic_name, short_description=product.short_description,
-                           monograph_id=str(product.monograph_id or ""),
-                           prescription_only=product.prescription_only,
-                           controlled_substance=product.controlled_substance)
+        form = ProductEditForm(formdata=None, name=product.name, slug=product.slug,
+                               generic_name=product.generic_name, short_description=product.short_description,
+                               monograph_id=str(product.monograph_id or ""),
+                               prescription_only=product.prescription_only,
+                               controlled_substance=product.controlled_substance,
+                               version=str(product.version))
     _monograph_choices(form)
     return render_template("admin/catalog/product_edit.html", product=product, form=form,
                            alias_form=alias_form or AliasForm(formdata=None, prefix="alias"),
@@ -197,11 +146,16 @@ def product_edit(product_id: int) -> Any:
     product = _product_or_404(product_id)
     if request.method == "GET":
         return _render_product(product)
-    form = ProductForm()
+    form = ProductEditForm()
     _monograph_choices(form)
     if form.validate_on_submit():
         try:
-            edit.update_product(_me(), product_id, _product_fields(form))
+            edit.update_product(_me(), product_id, _product_fields(form), _seen_version(form.version))
+        except LookupError:
+            abort(404)
+        except edit.EditConflict as conflict:
+            _show_conflict(form, conflict)
+            return _render_product(_product_or_404(product_id), form, status=409)
         except edit.EditRefused as error:
             apply_errors(form, error.errors)
         else:
@@ -327,7 +281,7 @@ def strength_edit(strength_id: int) -> Any:
     """:raise 404: no such strength."""
     strength = _strength_or_404(strength_id)
     if request.method == "GET":
-        form = StrengthForm(label=strength.label, slug=strength.slug, amount=strength.amount.normalize(),
+        form = StrengthForm(label=strength.label, slug=strength.slug, amount=plain_decimal(strength.amount),
                             unit=strength.unit, dosage_form=strength.dosage_form, position=strength.position)
     else:
         form = StrengthForm()
@@ -403,36 +357,60 @@ def strength_delete(strength_id: int) -> Response:
 @bp.get("/monographs")
 @access.admin
 def monograph_list() -> str:
-    return render_template("admin/catalog/monograph_list.html", monographs=edit.all_monographs())
+    return render_template("admin/catalog/monograph_list.html", monographs=monographs.all_monographs())
+
+
+@bp.route("/monographs/new", methods=["GET", "POST"])
+@access.admin
+def monograph_new() -> Any:
+    form = NewMonographForm()
+    if form.validate_on_submit():
+        fields = monographs.NewMonographFields(
+            slug=form.slug.data or "", title=form.title.data or "", drug_name=form.drug_name.data or "",
+            drug_class=form.drug_class.data or "", summary=form.summary.data or "",
+            last_reviewed=form.last_reviewed.data, reviewed_by=form.reviewed_by.data or "")
+        try:
+            monograph = monographs.create_monograph(_me(), fields)
+        except edit.EditRefused as error:
+            apply_errors(form, error.errors)
+        else:
+            flash(f"The {monograph.title} monograph is created with its {len(monograph.sections)} sections "
+                  "still empty: write them one by one below, then add its uses, doses and safety entries.",
+                  "success")
+            return redirect(url_for(".monograph_edit", monograph_id=monograph.id))
+    return render_template("admin/catalog/monograph_new.html", form=form), _status()
 
 
 def _monograph_or_404(monograph_id: int) -> Monograph:
-    monograph = edit.monograph_for_edit(monograph_id)
+    monograph = monographs.monograph_for_edit(monograph_id)
     if monograph is None:
         abort(404)
     return monograph
 
 
-def _section_form(key: str, title: str = "", body: str = "", posted: bool = False) -> SectionForm:
-    if posted:
-        return SectionForm(prefix=f"s-{key}")
-    return SectionForm(formdata=None, prefix=f"s-{key}", title=title, body=body)
-
-
-def _render_monograph(monograph: Monograph, *, posted: SectionForm | None = None, posted_key: str = "",
+def _render_monograph(monograph: Monograph, *, section_form: SectionForm | None = None, section_key: str = "",
                       preview: Markup | None = None, safety_form: SafetyForm | None = None,
-                      review_form: ReviewForm | None = None, status: int = 200) -> tuple[str, int]:
-    forms = {s.key: _section_form(s.key, s.title, s.body_markdown) for s in monograph.sections}
-    if posted is not None:
-        forms[posted_key] = posted
-    rendered = {s.key: render_markdown(s.body_markdown) for s in monograph.sections}
-    review = review_form or ReviewForm(formdata=None, prefix="review", last_reviewed=monograph.last_reviewed,
-                                       reviewed_by=monograph.reviewed_by)
+                      review_form: ReviewForm | None = None, details_form: DetailsForm | None = None,
+                      status: int = 200) -> tuple[str, int]:
+    """The monograph editor; a posted form (with its typed text and errors) replaces its stored one."""
+    forms = {s.key: SectionForm(formdata=None, prefix=f"s-{s.key}", title=s.title, body=s.body_markdown,
+                                version=str(s.version)) for s in monograph.sections}
+    if section_form is not None:
+        forms[section_key] = section_form
+    stored = {"formdata": None, "version": str(monograph.version)}
     return render_template(
-        "admin/catalog/monograph_edit.html", monograph=monograph, section_forms=forms, rendered=rendered,
-        preview_key=posted_key if preview is not None else None, preview=preview,
-        safety_form=safety_form or SafetyForm(formdata=None, prefix="safety"), review_form=review,
-        confirm=ConfirmForm(), kinds=edit.SAFETY_KINDS,
+        "admin/catalog/monograph_edit.html", monograph=monograph, section_forms=forms,
+        rendered={s.key: render_markdown(s.body_markdown) for s in monograph.sections},
+        preview_key=section_key if preview is not None else None, preview=preview,
+        conflict_key=section_key if status == 409 else None,
+        details_form=details_form or DetailsForm(prefix="details", title=monograph.title,
+                                                 drug_name=monograph.drug_name,
+                                                 drug_class=monograph.drug_class, summary=monograph.summary,
+                                                 **stored),
+        review_form=review_form or ReviewForm(prefix="review", last_reviewed=monograph.last_reviewed,
+                                              reviewed_by=monograph.reviewed_by, **stored),
+        safety_form=safety_form or SafetyForm(formdata=None, prefix="safety"),
+        confirm=ConfirmForm(), kinds=monographs.SAFETY_KINDS,
     ), status
 
 
@@ -443,33 +421,88 @@ def monograph_edit(monograph_id: int) -> Any:
     return _render_monograph(_monograph_or_404(monograph_id))
 
 
+def _save_monograph_form(monograph_id: int, form: FlaskForm, save: Callable[[int], object], done: str,
+                         form_name: str) -> Any:
+    """Save the details or the review form: 422 on bad input, 409 when someone saved meanwhile.
+    :raise 404: no such monograph."""
+    monograph = _monograph_or_404(monograph_id)
+    if form.validate_on_submit():
+        try:
+            save(_seen_version(form["version"]))
+        except LookupError:
+            abort(404)
+        except edit.EditConflict as conflict:
+            _show_conflict(form, conflict)
+            return _render_monograph(_monograph_or_404(monograph_id), status=409, **{form_name: form})
+        except edit.EditRefused as error:
+            apply_errors(form, error.errors)
+        else:
+            flash(done, "success")
+            return redirect(url_for(".monograph_edit", monograph_id=monograph_id))
+    return _render_monograph(monograph, status=422, **{form_name: form})
+
+
+@bp.post("/monographs/<int:monograph_id>/details")
+@access.admin
+def monograph_details(monograph_id: int) -> Any:
+    """:raise 404: no such monograph. :raise 400: no version."""
+    form = DetailsForm(prefix="details")
+    fields = monographs.DetailsFields(title=form.title.data or "", drug_name=form.drug_name.data or "",
+                                      drug_class=form.drug_class.data or "", summary=form.summary.data or "")
+    return _save_monograph_form(
+        monograph_id, form, lambda seen: monographs.update_details(_me(), monograph_id, fields, seen),
+        "Details saved: the public page shows them now.", "details_form")
+
+
+@bp.post("/monographs/<int:monograph_id>/review")
+@access.admin
+def review(monograph_id: int) -> Any:
+    """:raise 404: no such monograph. :raise 400: no version."""
+    form = ReviewForm(prefix="review")
+    return _save_monograph_form(
+        monograph_id, form, lambda seen: monographs.set_review(_me(), monograph_id, form.last_reviewed.data,
+                                                               form.reviewed_by.data or "", seen),
+        "Review date and reviewer saved.", "review_form")
+
+
 @bp.post("/monographs/<int:monograph_id>/sections/<key>")
 @access.admin
 def section(monograph_id: int, key: str) -> Any:
-    """Preview (nothing saved) or save one section. :raise 404: no such monograph or section."""
+    """Preview (nothing saved) or save one section. :raise 404: no such monograph or section.
+    :raise 400: a save without a version."""
     monograph = _monograph_or_404(monograph_id)
     if key not in {s.key for s in monograph.sections}:
         abort(404)
-    form = _section_form(key, posted=True)
+    form = SectionForm(prefix=f"s-{key}")
     if request.form.get("action") == "preview":
         form.validate_on_submit()  # shows length errors beside the fields; a preview never saves
-        return _render_monograph(monograph, posted=form, posted_key=key,
+        return _render_monograph(monograph, section_form=form, section_key=key,
                                  preview=render_markdown(form.body.data or ""))
     if form.validate_on_submit():
         try:
-            edit.update_section(_me(), monograph_id, key, form.title.data or "", form.body.data or "")
+            monographs.update_section(_me(), monograph_id, key, form.title.data or "", form.body.data or "",
+                                      _seen_version(form.version))
+        except LookupError:
+            abort(404)
+        except edit.EditConflict as conflict:
+            _show_conflict(form, conflict)
+            return _render_monograph(_monograph_or_404(monograph_id), section_form=form, section_key=key,
+                                     status=409)
         except edit.EditRefused as error:
             apply_errors(form, error.errors)
         else:
             flash(f"Section {form.title.data!r} saved: the public page shows it now.", "success")
             return redirect(url_for(".monograph_edit", monograph_id=monograph_id, _anchor=f"section-{key}"))
-    return _render_monograph(_monograph_or_404(monograph_id), posted=form, posted_key=key, status=422)
+    return _render_monograph(_monograph_or_404(monograph_id), section_form=form, section_key=key, status=422)
 
 
-def _safety_fields(form: SafetyForm) -> edit.SafetyFields:
-    return edit.SafetyFields(kind=form.kind.data or "", term=form.term.data or "",
-                             severity=form.severity.data or "", note=form.note.data or "",
-                             match_terms=form.match_terms.data or "")
+# Safety entries ------------------------------------------------------------------------------------
+
+
+def _safety_fields(form: SafetyForm) -> monographs.SafetyFields:
+    return monographs.SafetyFields(kind=form.kind.data or "", term=form.term.data or "",
+                                   severity=form.severity.data or "", note=form.note.data or "",
+                                   match_terms=form.match_terms.data or "")
 
 
 @bp.post("/monographs/<int:monograph_id>/safety")
@@ -480,12 +513,14 @@ def safety_add(monograph_id: int) -> Any:
     form = SafetyForm(prefix="safety")
     if form.validate_on_submit():
         try:
-            entry = edit.add_safety_entry(_me(), monograph_id, _safety_fields(form))
+            entry = monographs.add_safety_entry(_me(), monograph_id, _safety_fields(form))
+        except LookupError:
+            abort(404)
         except edit.EditRefused as error:
             apply_errors(form, error.errors)
         else:
-            flash(f"{edit.SAFETY_KINDS[entry.kind]} {entry.term!r} added: the pharmacist's safety check "
-                  "uses it from now on.", "success")
+            flash(f"{monographs.SAFETY_KINDS[entry.kind]} {entry.term!r} added: the pharmacist's safety "
+                  "check uses it from now on.", "success")
             return redirect(url_for(".monograph_edit", monograph_id=monograph_id, _anchor="safety"))
     return _render_monograph(monograph, safety_form=form, status=422)
 
@@ -509,7 +544,9 @@ def safety_edit(monograph_id: int, entry_id: int) -> Any:
         form = SafetyForm()
     if form.validate_on_submit():
         try:
-            edit.update_safety_entry(_me(), monograph_id, entry_id, _safety_fields(form))
+            monographs.update_safety_entry(_me(), monograph_id, entry_id, _safety_fields(form))
+        except LookupError:
+            abort(404)
         except edit.EditRefused as error:
             apply_errors(form, error.errors)
         else:
@@ -526,25 +563,113 @@ def safety_remove(monograph_id: int, entry_id: int) -> Response:
     """:raise 404: no such safety entry of this monograph."""
     _confirmed()
     try:
-        term = edit.remove_safety_entry(_me(), monograph_id, entry_id)
+        term = monographs.remove_safety_entry(_me(), monograph_id, entry_id)
     except LookupError:
         abort(404)
     flash(f"{term!r} removed: the safety check no longer uses it.", "success")
     return redirect(url_for(".monograph_edit", monograph_id=monograph_id, _anchor="safety"))
 
 
-@bp.post("/monographs/<int:monograph_id>/review")
-@access.admin
-def review(monograph_id: int) -> Any:
-    """:raise 404: no such monograph."""
+# Uses, dosing rows and questions -------------------------------------------------------------------
+
+ROW_URL = "/monographs/<int:monograph_id>/<any(uses, dosing, faq):kind>"
+
+
+def _row_anchor(kind: str, row: Any) -> str:
+    """Where the row's table is on the monograph editor."""
+    if kind == "uses":
+        return "uses-approved" if row.approved else "uses-off-label"
+    return "dosing-rows" if kind == "dosing" else "faq"
+
+
+def _row_or_404(monograph_id: int, kind: str, row_id: int) -> Any:
+    row = db.session.get(monographs.ROW_KINDS[kind].model, row_id)
+    if row is None or row.monograph_id != monograph_id:
+        abort(404)
+    return row
+
+
+def _row_page(monograph_id: int, kind: str, row: Any | None) -> Any:
+    """The add (row None) or edit page of a use, dosing row or question. "preview" shows a question's
+    answer as the public page will, saving nothing. :raise 404: no such monograph."""
     monograph = _monograph_or_404(monograph_id)
-    form = ReviewForm(prefix="review")
+    row_kind, form_class = monographs.ROW_KINDS[kind], ROW_FORMS[kind]
+    if request.method == "POST":
+        form = form_class()
+    elif row is not None:
+        form = form_class(formdata=None, **row_form_data(kind, row))
+    else:  # a new use starts approved or off-label as the link that led here says
+        form = form_class(formdata=None, approved=request.args.get("approved", "approved"))
+    preview = None
     if form.validate_on_submit():
-        try:
-            edit.set_review(_me(), monograph_id, form.last_reviewed.data, form.reviewed_by.data or "")
-        except edit.EditRefused as error:
-            apply_errors(form, error.errors)
+        if request.form.get("action") == "preview" and "answer" in form:
+            preview = render_markdown(form["answer"].data or "")
         else:
-            flash("Review date and reviewer saved.", "success")
-            return redirect(url_for(".monograph_edit", monograph_id=monograph_id))
-    return _render_monograph(monograph, review_form=form, status=422)
+            try:
+                if row is None:
+                    saved = monographs.add_row(_me(), monograph_id, row_kind, row_fields(form))
+                else:
+                    saved = monographs.update_row(_me(), monograph_id, row_kind, row.id, row_fields(form))
+            except LookupError:
+                abort(404)
+            except edit.EditRefused as error:
+                apply_errors(form, error.errors)
+            else:
+                flash(f"{row_kind.noun.capitalize()} {row_kind.name_of(saved)!r} "
+                      f"{'added' if row is None else 'saved'}: the public page shows it now.", "success")
+                return redirect(url_for(".monograph_edit", monograph_id=monograph_id,
+                                        _anchor=_row_anchor(kind, saved)))
+    status = 200 if request.method == "GET" or (preview is not None and not form.errors) else 422
+    return render_template("admin/catalog/row_form.html", monograph=monograph, kind=kind, noun=row_kind.noun,
+                           row=row, name=row_kind.name_of(row) if row is not None else "", form=form,
+                           preview=preview), status
+
+
+@bp.route(f"{ROW_URL}/new", methods=["GET", "POST"])
+@access.admin
+def row_new(monograph_id: int, kind: str) -> Any:
+    """Add a use, dosing row or question. :raise 404: no such monograph."""
+    return _row_page(monograph_id, kind, None)
+
+
+@bp.route(f"{ROW_URL}/<int:row_id>", methods=["GET", "POST"])
+@access.admin
+def row_edit(monograph_id: int, kind: str, row_id: int) -> Any:
+    """Edit a use, dosing row or question. :raise 404: no such row of this monograph."""
+    return _row_page(monograph_id, kind, _row_or_404(monograph_id, kind, row_id))
+
+
+@bp.post(f"{ROW_URL}/<int:row_id>/remove")
+@access.admin
+def row_remove(monograph_id: int, kind: str, row_id: int) -> Response:
+    """:raise 404: no such row of this monograph."""
+    _confirmed()
+    anchor = _row_anchor(kind, _row_or_404(monograph_id, kind, row_id))
+    row_kind = monographs.ROW_KINDS[kind]
+    try:
+        name = monographs.remove_row(_me(), monograph_id, row_kind, row_id)
+    except LookupError:
+        abort(404)
+    flash(f"{row_kind.noun.capitalize()} {name!r} removed: the public page no longer shows it.", "success")
+    return redirect(url_for(".monograph_edit", monograph_id=monograph_id, _anchor=anchor))
+
+
+@bp.post(f"{ROW_URL}/<int:row_id>/move")
+@access.admin
+def row_move(monograph_id: int, kind: str, row_id: int) -> Response:
+    """Move a row up or down its table. :raise 404: no such row of this monograph.
+    :raise 400: a direction other than up or down."""
+    _confirmed()
+    direction = request.form.get("direction")
+    if direction not in ("up", "down"):
+        abort(400)
+    anchor = _row_anchor(kind, _row_or_404(monograph_id, kind, row_id))
+    try:
+        name = monographs.move_row(_me(), monograph_id, monographs.ROW_KINDS[kind], row_id, direction == "up")
+    except LookupError:
+        abort(404)
+    except edit.EditRefused as error:
+        flash(str(error), "info")
+    else:
+        flash(f"{name!r} moved {direction}.", "success")
+    return redirect(url_for(".monograph_edit", monograph_id=monograph_id, _anchor=anchor))

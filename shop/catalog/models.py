@@ -44,6 +44,9 @@ class Monograph(db.Model):
     summary: Mapped[str] = mapped_column(sa.Text)
     last_reviewed: Mapped[dt.date] = mapped_column(sa.Date)
     reviewed_by: Mapped[str] = mapped_column(sa.String(120))
+    # Bumped by every save of the monograph's own fields (details, review): an editor saving over a
+    # version it did not see is told someone else changed it instead of silently overwriting it.
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     sections: Mapped[list[MonographSection]] = relationship(
         back_populates="monograph",
@@ -67,6 +70,19 @@ class Monograph(db.Model):
     )
 
     @property
+    def shown_sections(self) -> list[MonographSection]:
+        """Sections the public page shows: those with text or with a table (an unwritten section of a
+        new monograph is left out rather than shown as a bare heading)."""
+        tables = {
+            "approved_uses": any(u.approved for u in self.uses),
+            "off_label_uses": any(not u.approved for u in self.uses),
+            "dosing": bool(self.dosing),
+            "contraindications": bool(self.contraindications),
+            "interactions": bool(self.interactions),
+        }
+        return [s for s in self.sections if s.body_markdown.strip() or tables.get(s.key)]
+
+    @property
     def contraindications(self) -> list[SafetyEntry]:
         return [e for e in self.safety_entries if e.kind == "contraindication"]
 
@@ -87,6 +103,8 @@ class MonographSection(db.Model):
     title: Mapped[str] = mapped_column(sa.String(120))
     body_markdown: Mapped[str] = mapped_column(sa.Text)
     position: Mapped[int] = mapped_column(default=0)
+    # Bumped by every save of the section (see Monograph.version).
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     monograph: Mapped[Monograph] = relationship(back_populates="sections")
 
@@ -180,6 +198,8 @@ class Product(db.Model):
     monograph_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("monograph.id", ondelete="SET NULL"), index=True
     )
+    # Bumped by every save of the product's details form (see Monograph.version).
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     monograph: Mapped[Monograph | None] = relationship(back_populates="products")
     strengths: Mapped[list[Strength]] = relationship(

@@ -19,7 +19,7 @@ from shop.catalog.models import Monograph, MonographSection, Package, Product, S
 from shop.catalog.price_models import PriceChange
 from shop.extensions import db
 from shop.orders import services as orders
-from tests.conftest import csrf_token
+from tests.conftest import csrf_token, sign_in
 
 BASE = "/admin/catalog"
 
@@ -38,6 +38,13 @@ def field_error(page: str, field_id: str) -> str:
     """The error shown beside a field (the _forms.html macro ties it to the field by id)."""
     found = re.search(rf'<p class="error" id="{re.escape(field_id)}-error">(.*?)</p>', page, re.DOTALL)
     return text_of(found.group(1)) if found else ""
+
+
+def version_in(page: str, name: str = "version") -> str:
+    """The version a form on the page was read at (its hidden field)."""
+    found = re.search(rf'name="{re.escape(name)}" type="hidden" value="([^"]*)"', page)
+    assert found, f"no {name} field"
+    return found.group(1)
 
 
 class Admin:
@@ -60,6 +67,14 @@ class Admin:
 @pytest.fixture
 def admin(signed_in: Callable[[str], FlaskClient]) -> Admin:
     return Admin(signed_in("admin"))
+
+
+def second_admin(app: Flask, make_user: Callable[..., int], email: str = "admin2@example.com") -> Admin:
+    """Another admin's browser, signed in with the second factor."""
+    make_user(email, role="admin")
+    client = app.test_client()
+    assert sign_in(client, app, email).status_code == 302
+    return Admin(client)
 
 
 def product_id(app: Flask, slug: str) -> int:
@@ -155,9 +170,11 @@ def test_editing_flags_changes_what_the_shop_and_the_cart_allow(
     form = admin.get(f"{BASE}/products/{pid}")
     assert "can never be bought" in form  # the controlled-substance flag says what it does
     fields = {"name": "Thiamine (vitamin B1)", "slug": "thiamine", "generic_name": "thiamine hydrochloride",
-              "short_description": "Vitamin B1.", "monograph_id": str(monograph_id(app, "thiamine"))}
+              "short_description": "Vitamin B1.", "monograph_id": str(monograph_id(app, "thiamine")),
+              "version": version_in(form)}
 
     assert admin.post(f"{BASE}/products/{pid}", {**fields, "prescription_only": "y"}).status_code == 302
+    fields["version"] = version_in(admin.get(f"{BASE}/products/{pid}"))
     assert "Prescription required" in client.get("/products/thiamine").get_data(as_text=True)
 
     before = counts(app)
@@ -168,6 +185,7 @@ def test_editing_flags_changes_what_the_shop_and_the_cart_allow(
 
     both = {**fields, "prescription_only": "y", "controlled_substance": "y"}
     assert admin.post(f"{BASE}/products/{pid}", both).status_code == 302
+    assert version_in(admin.get(f"{BASE}/products/{pid}")) == "3"  # each save moves the version on
     with app.app_context():
         product = db.session.get(Product, pid)
         assert product.controlled_substance and product.prescription_only
@@ -304,6 +322,64 @@ def test_a_used_strength_keeps_its_amount_but_may_be_relabelled(app: Flask, admi
         assert (strength.label, strength.amount) == ("50 mg tablet", 50)
 
 
+def test_the_second_admin_saving_a_product_is_told_and_keeps_their_text(
+    app: Flask, admin: Admin, make_user: Callable[..., int], client: FlaskClient
+) -> None:
+    other = second_admin(app, make_user)
+    pid = product_id(app, "naltrexone")
+    url = f"{BASE}/products/{pid}"
+    first_page, second_page = admin.get(url), other.get(url)
+    stored = {"name": "Naltrexone", "slug": "naltrexone", "generic_name": "naltrexone hydrochloride",
+              "short_description": "Same text.", "monograph_id": str(monograph_id(app, "naltrexone")),
+              "prescription_only": "y"}
+    with app.app_context():
+        db.session.execute(sa.update(Product).where(Product.id == pid).values(short_description="Same text."))
+        db.session.commit()
+
+    first = {**stored, "name": "Naltrexone HCl", "version": version_in(first_page)}
+    assert admin.post(url, first).status_code == 302
+
+    second = {**stored, "generic_name": "naltrexone (as hydrochloride)", "version": version_in(second_page)}
+    response = other.post(url, second)
+    assert response.status_code == 409
+    page = response.get_data(as_text=True)
+    assert "This product was changed by someone else meanwhile" in flashes(page)
+    assert field_error(page, "name") == "Changed by someone else meanwhile; saved now: “Naltrexone HCl”."
+    assert 'value="naltrexone (as hydrochloride)"' in page and 'value="Naltrexone"' in page  # as they typed
+    with app.app_context():
+        product = db.session.get(Product, pid)
+        assert (product.name, product.generic_name, product.version) == (
+            "Naltrexone HCl", "naltrexone hydrochloride", 2)
+    assert audit_actions(app).count("catalog.product_updated") == 1
+
+    # Saving the 409 page again (it carries version 2 now) puts their values in, knowingly.
+    assert version_in(page) == "2"
+    assert other.post(url, {**second, "version": "2"}).status_code == 302
+    with app.app_context():
+        product = db.session.get(Product, pid)
+        assert (product.name, product.generic_name, product.version) == (
+            "Naltrexone", "naltrexone (as hydrochloride)", 3)
+    assert "Naltrexone" in text_of(client.get("/products/naltrexone").get_data(as_text=True))
+
+
+def test_a_stale_save_that_changes_nothing_is_accepted(app: Flask, admin: Admin) -> None:
+    """Nothing of anyone's would be lost, so an unchanged form saves (nothing) whatever its version."""
+    pid = product_id(app, "thiamine")
+    page = admin.get(f"{BASE}/products/{pid}")
+    with app.app_context():
+        product = db.session.get(Product, pid)
+        data = {"name": product.name, "slug": product.slug, "generic_name": product.generic_name,
+                "short_description": product.short_description, "monograph_id": str(product.monograph_id),
+                "version": "0"}
+        data.update({"prescription_only": "y"} if product.prescription_only else {})
+    assert version_in(page) == "1"
+    assert admin.post(f"{BASE}/products/{pid}", data).status_code == 302
+    assert admin.post(f"{BASE}/products/{pid}", {**data, "version": "x"}).status_code == 400
+    with app.app_context():
+        assert db.session.get(Product, pid).version == 1
+    assert "catalog.product_updated" not in audit_actions(app)
+
+
 # Refusals ------------------------------------------------------------------------------------------
 
 
@@ -321,11 +397,14 @@ def test_a_used_strength_keeps_its_amount_but_may_be_relabelled(app: Flask, admi
          "more than zero"),
         ("/products/{product}/aliases", {"alias-kind": "brand", "alias-name": "  revia "}, "alias-name",
          "already has the name 'ReVia'"),
-        ("/monographs/{monograph}/review", {"review-last_reviewed": "2026-02-30", "review-reviewed_by": "A"},
+        ("/monographs/{monograph}/review", {"review-last_reviewed": "2026-02-30", "review-reviewed_by": "A",
+                                             "review-version": "1"},
          "review-last_reviewed", "Not a valid date value."),
-        ("/monographs/{monograph}/review", {"review-last_reviewed": "2999-01-01", "review-reviewed_by": "A"},
+        ("/monographs/{monograph}/review", {"review-last_reviewed": "2999-01-01", "review-reviewed_by": "A",
+                                             "review-version": "1"},
          "review-last_reviewed", "cannot be in the future"),
-        ("/monographs/{monograph}/review", {"review-last_reviewed": "2025-01-01", "review-reviewed_by": ""},
+        ("/monographs/{monograph}/review", {"review-last_reviewed": "2025-01-01", "review-reviewed_by": "",
+                                             "review-version": "1"},
          "review-reviewed_by", "Enter the reviewer's name"),
         ("/monographs/{monograph}/safety", {"safety-kind": "interaction", "safety-term": "Alcohol",
                                              "safety-severity": "minor", "safety-match_terms": "alcohol\n!!"},
@@ -333,8 +412,11 @@ def test_a_used_strength_keeps_its_amount_but_may_be_relabelled(app: Flask, admi
         ("/monographs/{monograph}/safety", {"safety-kind": "interaction", "safety-term": "",
                                              "safety-severity": "minor", "safety-match_terms": "alcohol"},
          "safety-term", "Enter what it is"),
-        ("/monographs/{monograph}/sections/overview", {"s-overview-title": "Overview", "s-overview-body": ""},
+        ("/monographs/{monograph}/sections/overview", {"s-overview-title": "Overview", "s-overview-body": "",
+                                                        "s-overview-version": "1"},
          "s-overview-body", "Enter the section's text."),
+        ("/products/{product}", {**NEW_PRODUCT, "slug": "acamprosate", "version": "1"}, "slug",
+         "Acamprosate already uses the slug"),
     ],
 )
 def test_bad_input_is_refused_beside_its_field_and_saves_nothing(
@@ -365,7 +447,7 @@ def test_section_preview_is_sanitised_and_saving_changes_the_public_page(
     mid = monograph_id(app, "naltrexone")
     url = f"{BASE}/monographs/{mid}/sections/mechanism"
     body = "<script>alert('x')</script>\n\n**Blocks opioid receptors** [more](javascript:alert(1))"
-    form = {"s-mechanism-title": "How it works", "s-mechanism-body": body}
+    form = {"s-mechanism-title": "How it works", "s-mechanism-body": body, "s-mechanism-version": "1"}
 
     response = admin.post(url, {**form, "action": "preview"})
     assert response.status_code == 200
@@ -393,7 +475,8 @@ def test_section_preview_is_sanitised_and_saving_changes_the_public_page(
 def test_review_date_and_reviewer_show_on_the_public_page(app: Flask, admin: Admin, client: FlaskClient) -> None:
     mid = monograph_id(app, "acamprosate")
     response = admin.post(f"{BASE}/monographs/{mid}/review",
-                          {"review-last_reviewed": "2025-03-04", "review-reviewed_by": "Dana Reyes, PharmD"})
+                          {"review-last_reviewed": "2025-03-04", "review-reviewed_by": "Dana Reyes, PharmD",
+                           "review-version": "1"})
     assert response.status_code == 302
     page = text_of(client.get("/monographs/acamprosate").get_data(as_text=True))
     assert "Last reviewed 4 March 2025 by Dana Reyes, PharmD." in page
