@@ -23,12 +23,18 @@ def _parser() -> MarkdownIt:
 
 
 def render_markdown(text: str) -> Markup:
-    html = _parser().render(text or "")
-    cleaned = nh3.clean(
+    return Markup(_render(text or ""))  # noqa: S704 - sanitized by nh3 in _render
+
+
+# A pure function of the text: a monograph page renders its sections from the cache, and an edited
+# section is simply new text (a new entry); the oldest entries drop out.
+@lru_cache(maxsize=1024)
+def _render(text: str) -> str:
+    html = _parser().render(text)
+    return nh3.clean(
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
     )
-    return Markup(cleaned)  # noqa: S704 - sanitized by nh3 just above

@@ -13,19 +13,23 @@ bp = Blueprint("catalog", __name__)
 @bp.get("/")
 @public
 def home() -> str:
-    products = services.list_products(current_app.config["CURRENCY"])
-    return render_template("catalog/home.html", products=products)
+    listing = services.list_products(current_app.config["CURRENCY"])
+    return render_template("catalog/home.html", listing=listing, products=listing.items)
 
 
 @bp.get("/products")
 @public
 def product_list() -> str:
+    """:raise 404: a page number past the last page."""
     query = request.args.get("q", "").strip()
     currency = current_app.config["CURRENCY"]
-    products = (
-        services.search_products(query, currency) if query else services.list_products(currency)
-    )
-    return render_template("catalog/product_list.html", products=products, query=query)
+    page = request.args.get("page", 1, type=int)
+    try:
+        listing = (services.search_products(query, currency, page) if query
+                   else services.list_products(currency, page))
+    except services.NoSuchPage:
+        abort(404)
+    return render_template("catalog/product_list.html", listing=listing, products=listing.items, query=query)
 
 
 @bp.get("/products/<slug>")

@@ -13,6 +13,7 @@ from shop.database import LIKE_ESCAPE, contains_pattern
 from shop.extensions import db
 
 MAX_QUERY_LENGTH = 100
+PAGE_SIZE = 24  # product cards per page of the catalog and of search results
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,35 @@ def _with_catalog_tree(stmt: sa.Select) -> sa.Select:
     )
 
 
-def _summaries(products: list[Product], currency: str) -> list[ProductSummary]:
-    return [ProductSummary(p, lowest_per_unit_cents(p), currency) for p in products]
+@dataclass(frozen=True)
+class ProductPageList:
+    """One page of product cards, and where it sits among all of them."""
+
+    items: list[ProductSummary]
+    page: int
+    pages: int
+    total: int
 
 
-def list_products(currency: str) -> list[ProductSummary]:
-    stmt = _with_catalog_tree(sa.select(Product).where(Product.active).order_by(Product.name))
-    return _summaries(list(db.session.scalars(stmt)), currency)
+class NoSuchPage(LookupError):
+    pass
+
+
+def _paged(stmt: sa.Select, currency: str, page: int, per_page: int) -> ProductPageList:
+    """Two statements whatever the catalog's size: the count, then one page with its tree."""
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    pages = max(-(-total // per_page), 1)
+    if page < 1 or page > pages:
+        raise NoSuchPage(page)
+    ordered = _with_catalog_tree(stmt).order_by(Product.name, Product.id)
+    products = list(db.session.scalars(ordered.limit(per_page).offset((page - 1) * per_page)))
+    return ProductPageList([ProductSummary(p, lowest_per_unit_cents(p), currency) for p in products],
+                           page, pages, total)
+
+
+def list_products(currency: str, page: int = 1, per_page: int = PAGE_SIZE) -> ProductPageList:
+    """:raise NoSuchPage: page out of range."""
+    return _paged(sa.select(Product).where(Product.active), currency, page, per_page)
 
 
 def _normalised(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
@@ -55,12 +78,14 @@ def normalise_query(query: str) -> str:
     return search_key(query[:MAX_QUERY_LENGTH])
 
 
-def search_products(query: str, currency: str) -> list[ProductSummary]:
+def search_products(query: str, currency: str, page: int = 1, per_page: int = PAGE_SIZE) -> ProductPageList:
     """Active products whose name, generic name, brand name or synonym contains the query,
-    case-insensitively and ignoring hyphens ("low-dose" finds "low dose")."""
+    case-insensitively and ignoring hyphens ("low-dose" finds "low dose").
+
+    :raise NoSuchPage: page out of range."""
     key = normalise_query(query)
     if not key:
-        return []
+        return ProductPageList([], 1, 1, 0)
     pattern = contains_pattern(key)
     alias_hit = (
         sa.select(ProductAlias.id)
@@ -68,7 +93,7 @@ def search_products(query: str, currency: str) -> list[ProductSummary]:
         .where(ProductAlias.search_key.like(pattern, escape=LIKE_ESCAPE))
         .exists()
     )
-    stmt = _with_catalog_tree(
+    stmt = (
         sa.select(Product)
         .where(Product.active)
         .where(
@@ -78,9 +103,8 @@ def search_products(query: str, currency: str) -> list[ProductSummary]:
                 alias_hit,
             )
         )
-        .order_by(Product.name)
     )
-    return _summaries(list(db.session.scalars(stmt)), currency)
+    return _paged(stmt, currency, page, per_page)
 
 
 def get_product_page(slug: str, strength_slug: str | None, low_stock_packs: int) -> ProductPage:

@@ -50,7 +50,7 @@ def statements_for(client: FlaskClient, count_statements: Callable, url: str) ->
     return counter.count
 
 
-PAGES = ["/", "/products", "/products?q=naltrexone", "/products/naltrexone",
+PAGES = ["/", "/products", "/products?page=1", "/products?q=naltrexone", "/products/naltrexone",
          "/products/naltrexone?strength=4-5-mg", "/monographs/naltrexone", "/monographs"]
 
 
@@ -64,4 +64,22 @@ def test_statement_counts_do_not_grow_with_the_catalog(
     # And the numbers are small: one query per level of the product tree, plus the unexpired stock
     # of the strength shown.
     assert before["/products/naltrexone"] <= 6
-    assert before["/"] <= 5
+    assert before["/"] <= 6  # the count of all products for the pages, then one page of them
+
+
+def test_the_catalog_is_paged(app: Flask, client: FlaskClient) -> None:
+    grow_catalog(app, products=30, strengths=1, packages=1)  # 30 + the 4 demo products
+    first = client.get("/products").get_data(as_text=True)
+    second = client.get("/products?page=2").get_data(as_text=True)
+
+    assert first.count('class="product-card"') == 24 and second.count('class="product-card"') == 10
+    assert "Page 1 of 2 (34 medicines)" in first and 'href="/products?page=2"' in first
+    assert 'href="/products?page=1"' in second and "Next page" not in second
+    assert "Acamprosate" in first and "Acamprosate" not in second  # by name, no product twice
+    home = client.get("/").get_data(as_text=True)
+    assert home.count('class="product-card"') == 24 and "See all 34 medicines" in home
+    assert client.get("/products?page=3").status_code == 404
+    assert client.get("/products?page=0").status_code == 404
+    # Search results are paged the same way and keep the query.
+    found = client.get("/products?q=extra").get_data(as_text=True)
+    assert "30 medicines found." in found and 'href="/products?q=extra&amp;page=2"' in found
