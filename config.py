@@ -62,6 +62,9 @@ class Config:
     PRESCRIPTION_S3_REGION = os.environ.get("PRESCRIPTION_S3_REGION", "us-east-1")
     PRESCRIPTION_ENCRYPTION_KEY = os.environ.get("PRESCRIPTION_ENCRYPTION_KEY", "")
     PRESCRIPTION_KEY_AUTOCREATE = False
+    # Encrypts two-factor (TOTP) secrets in the database; a key of its own, never in the database.
+    ACCOUNT_SECRETS_KEY = os.environ.get("ACCOUNT_SECRETS_KEY", "")
+    ACCOUNT_SECRETS_KEY_AUTOCREATE = False
 
     # Email: "log" only logs (development); "smtp" sends through MAIL_HOST.
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "log")
@@ -114,6 +117,7 @@ class DevelopmentConfig(Config):
     DEMO_MODE = True
     DEV_MAILBOX = True
     PRESCRIPTION_KEY_AUTOCREATE = True  # a key file in instance/, made on first use
+    ACCOUNT_SECRETS_KEY_AUTOCREATE = True  # likewise instance/account-secrets.key
 
 
 class TestingConfig(Config):
@@ -124,6 +128,7 @@ class TestingConfig(Config):
     DEMO_MODE = True
     DEV_MAILBOX = True
     PRESCRIPTION_KEY_AUTOCREATE = True  # a key file in instance/, made on first use
+    ACCOUNT_SECRETS_KEY_AUTOCREATE = True  # likewise instance/account-secrets.key
 
 
 class ProductionConfig(Config):
@@ -143,6 +148,15 @@ class ProductionConfig(Config):
             problems.append("DATABASE_URL must name the production database")
         if not settings.get("PRESCRIPTION_ENCRYPTION_KEY"):
             problems.append("PRESCRIPTION_ENCRYPTION_KEY must hold the documents' encryption key")
+        if not settings.get("ACCOUNT_SECRETS_KEY"):
+            problems.append("ACCOUNT_SECRETS_KEY must hold the two-factor secrets' encryption key")
+        else:
+            from shop.accounts.secret_box import decode_key  # here: config is imported before shop
+
+            try:
+                decode_key(settings["ACCOUNT_SECRETS_KEY"], "ACCOUNT_SECRETS_KEY")
+            except RuntimeError as error:
+                problems.append(str(error))
         if settings.get("MAIL_BACKEND") != "smtp":
             problems.append("MAIL_BACKEND must be smtp (customers must receive their emails)")
         if str(settings.get("STRIPE_SECRET_KEY", "")).endswith("localstripe") or settings.get(

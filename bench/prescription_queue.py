@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from shop import create_app
-from shop.accounts import passwords
+from shop.accounts import passwords, secret_box
 from shop.accounts.models import User
 from shop.catalog.demo import load_demo_catalog
 from shop.extensions import db
@@ -40,8 +40,10 @@ def fill(count: int, waiting: int) -> None:
     customers = [User(email=f"c{n}@bench.example", password_hash=password_hash, legal_name=f"Customer {n}",
                       date_of_birth=dt.date(1980, 1, 1)) for n in range(500)]
     pharmacist = User(email="rph@bench.example", password_hash=password_hash, legal_name="Bench Pharmacist",
-                      role="pharmacist", totp_secret="JBSWY3DPEHPK3PXPBENCHSECRET2FA7Q", totp_enabled=True)
+                      role="pharmacist", totp_enabled=True)
     db.session.add_all([*customers, pharmacist])
+    db.session.commit()
+    pharmacist.totp_secret = secret_box.seal(pharmacist.id, "JBSWY3DPEHPK3PXPBENCHSECRET2FA7Q")
     db.session.commit()
     start = dt.datetime(2025, 1, 1)
     rows, files = [], []

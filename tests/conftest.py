@@ -233,6 +233,7 @@ def make_user(app: Flask, password_hash: str) -> Callable[..., int]:
     import datetime as dt
 
     from shop.accounts.models import User
+    from shop.accounts.secret_box import seal
 
     def make(email: str, role: str = "customer", **fields: object) -> int:
         with app.app_context():
@@ -244,9 +245,10 @@ def make_user(app: Flask, password_hash: str) -> Callable[..., int]:
                 role=role,
                 **fields,
             )
-            if role != "customer":
-                user.totp_secret, user.totp_enabled = TOTP_SECRET, True
             db.session.add(user)
+            if role != "customer":
+                db.session.flush()  # the sealed secret is bound to the user's id
+                user.totp_secret, user.totp_enabled = seal(user.id, TOTP_SECRET), True
             db.session.commit()
             return user.id
 

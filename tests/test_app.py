@@ -44,6 +44,7 @@ def test_production_starts_with_real_settings(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(config.ProductionConfig, "SECRET_KEY", "x" * 48)
     monkeypatch.setattr(config.ProductionConfig, "PUBLIC_URL", "https://shop.example")
     monkeypatch.setattr(config.ProductionConfig, "PRESCRIPTION_ENCRYPTION_KEY", "k" * 43)
+    monkeypatch.setattr(config.ProductionConfig, "ACCOUNT_SECRETS_KEY", "k" * 43)
     monkeypatch.setattr(config.ProductionConfig, "MAIL_BACKEND", "smtp")
     monkeypatch.setattr(config.ProductionConfig, "STRIPE_SECRET_KEY", "sk_live_example")
     monkeypatch.setattr(config.ProductionConfig, "STRIPE_API_BASE", None)

@@ -13,7 +13,7 @@ import pyotp
 import sqlalchemy as sa
 from flask import current_app
 
-from shop.accounts import passwords
+from shop.accounts import passwords, secret_box
 from shop.accounts.models import Address, ProfileEntry, User
 from shop.database import begin_write
 from shop.extensions import db
@@ -47,15 +47,16 @@ def load_demo_accounts() -> int:
             role=spec["role"],
             privacy_consent_at=dt.datetime(2026, 1, 1),
         )
-        if user.is_staff:
-            user.totp_secret, user.totp_enabled = DEMO_TOTP_SECRET, True
-        else:
+        if not user.is_staff:
             user.addresses = [Address(recipient=spec["legal_name"], line1="42 Alder Street",
                                       city="Portland", state="OR", postal_code="97205",
                                       is_default=True)]
             user.profile_entries = [ProfileEntry(kind="allergy", text="Penicillin"),
                                     ProfileEntry(kind="condition", text="Alcohol use disorder")]
         db.session.add(user)
+        if user.is_staff:
+            db.session.flush()  # the sealed secret is bound to the user's id
+            user.totp_secret, user.totp_enabled = secret_box.seal(user.id, DEMO_TOTP_SECRET), True
         added += 1
     db.session.commit()
     return added

@@ -35,7 +35,8 @@ class User(UserMixin, db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_sign_in_at: Mapped[dt.datetime | None]
-    totp_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    # Sealed by shop.accounts.secret_box (AES-GCM, bound to this row), never the plain secret.
+    totp_secret: Mapped[str | None] = mapped_column(sa.String(200))
     totp_enabled: Mapped[bool] = mapped_column(default=False)
     # The last accepted TOTP time step, so a code cannot be replayed within its window.
     totp_last_step: Mapped[int | None]

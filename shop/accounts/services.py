@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
 from shop import audit
-from shop.accounts import passwords, sessions, two_factor
+from shop.accounts import passwords, secret_box, sessions, two_factor
 from shop.accounts.models import (
     ROLES,
     Address,
@@ -184,7 +184,7 @@ def enable_two_factor(user: User, secret: str, code: str) -> list[str] | None:
     step = two_factor.matching_step(secret, code)
     if step is None:
         return None
-    user.totp_secret = secret
+    user.totp_secret = secret_box.seal(user.id, secret)
     user.totp_enabled = True
     user.totp_last_step = step
     codes = two_factor.new_recovery_codes(user)

@@ -50,7 +50,7 @@ class StockMovement(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     strength_id: Mapped[int] = mapped_column(sa.ForeignKey("strength.id"), index=True)
-    lot_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stock_lot.id"))
+    lot_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stock_lot.id"), index=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
     kind: Mapped[str] = mapped_column(sa.String(20))
