@@ -1,31 +1,26 @@
-"""Admin edits to the catalog: products, brand names and synonyms, strengths; and the helpers the
-monograph editor (monograph_edit) shares.
+"""Admin edits to the catalog: products, brand names and synonyms, strengths.
 
 Each writing function owns its transaction: begin_write() first, then its reads and checks, then the
-change and its audit row, committed together. A refusal raises EditRefused with {field: message}
+change and its audit row, committed together. A refusal raises common.Refused with {field: message}
 having changed nothing. Records that orders, carts, prescriptions or the stock ledger refer to are
 never deleted: they are deactivated instead, which hides them from the shop and stops their sale.
-
-Products, monographs and monograph sections carry a version: a save names the version its form was
-read at and is a conditional UPDATE on it (claim_version), so of two admins saving one version only
-the first wins and the second is told, with EditConflict, instead of silently overwriting it.
+A product carries a version, checked on save (see versions).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-import unicodedata
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import selectinload
 
 from shop import audit, money
+from shop.admin.common import commit_or_refuse, existing, flush_or_refuse, refuse
+from shop.admin.field_rules import check_amount, check_slug, clean, require
+from shop.admin.versions import apply_changes, save_versioned, shown
 from shop.audit import utcnow
 from shop.cart.models import CartLine
 from shop.catalog.models import (
@@ -43,143 +38,10 @@ from shop.inventory.models import StockLot, StockMovement
 from shop.orders.models import OrderLine
 from shop.prescriptions.models import Prescription
 
-SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 UNITS = ("mg", "mcg", "g", "mL", "mg/mL", "IU", "%")
 ALIAS_KINDS = {"brand": "Brand name", "synonym": "Synonym"}
-MAX_AMOUNT = Decimal("9999999.999")  # Numeric(10, 3)
 MAX_PACKAGE_UNITS = 10_000
 MAX_DESCRIPTION = 1000
-# The key a conflict's general message goes under: no form has such a field, so it is flashed.
-CONFLICT = "conflict"
-
-
-class EditRefused(Exception):
-    """Field name -> message; nothing was changed."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__(" ".join(errors.values()))
-        self.errors = errors
-
-
-class EditConflict(EditRefused):
-    """Someone else saved the record after the editor read it; nothing was changed. `version` is the
-    record's version now: a form that carries it saves over the other change deliberately."""
-
-    def __init__(self, errors: dict[str, str], version: int) -> None:
-        super().__init__(errors)
-        self.version = version
-
-
-def refuse(errors: dict[str, str]) -> NoReturn:
-    db.session.rollback()
-    raise EditRefused(errors)
-
-
-def commit_or_refuse(conflict: dict[str, str]) -> None:
-    """Commit; a unique constraint hit by a simultaneous edit becomes the `conflict` refusal."""
-    try:
-        db.session.commit()
-    except sa.exc.IntegrityError:
-        refuse(conflict)
-
-
-def slugify(text: str, max_length: int) -> str:
-    """"Thiamine (vitamin B1)" -> "thiamine-vitamin-b1"; "1.5 mg" -> "1-5-mg"."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    return slug[:max_length].rstrip("-")
-
-
-def clean(text: str | None) -> str:
-    """Trimmed, inner runs of whitespace as one space (for one-line fields)."""
-    return " ".join((text or "").split())
-
-
-def clean_text(text: str | None) -> str:
-    """Trimmed, with Windows line ends as plain ones (for text areas)."""
-    return (text or "").replace("\r\n", "\n").strip()
-
-
-def require(errors: dict[str, str], name: str, value: str, max_length: int, what: str) -> None:
-    if not value:
-        errors[name] = f"Enter {what}."
-    elif len(value) > max_length:
-        errors[name] = f"At most {max_length} characters."
-
-
-def check_slug(errors: dict[str, str], typed: str, source: str, max_length: int) -> str:
-    slug = typed.strip().lower() or slugify(source, max_length)
-    if not slug:
-        if source:
-            errors["slug"] = "Enter a slug: lower-case letters, digits and hyphens."
-    elif len(slug) > max_length:
-        errors["slug"] = f"At most {max_length} characters."
-    elif not SLUG_RE.match(slug):
-        errors["slug"] = "Use lower-case letters, digits and single hyphens only (e.g. low-dose-2)."
-    return slug
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def differences(obj: Any, values: Mapping[str, Any]) -> list[str]:
-    return [name for name, new in values.items() if getattr(obj, name) != new]
-
-
-def apply_changes(obj: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """{field: [old, new]} for the values that differ, applied to obj (for the audit row)."""
-    changed = {}
-    for name in differences(obj, values):
-        changed[name] = [getattr(obj, name), values[name]]
-        setattr(obj, name, values[name])
-    return changed
-
-
-# Versions ------------------------------------------------------------------------------------------
-
-
-def claim_version(model: Any, row_id: int, seen: int) -> bool:
-    """Bump the row's version if it is still the one the editor read; False if someone saved meanwhile.
-
-    One conditional UPDATE: of two saves of the same version only one can match it (on PostgreSQL the
-    second waits for the first's row lock, then finds the version moved on). The caller then writes
-    its changes in the same transaction, holding that row.
-    """
-    result = db.session.execute(
-        sa.update(model).where(model.id == row_id, model.version == seen)
-        .values(version=model.version + 1).execution_options(synchronize_session=False))
-    return result.rowcount == 1
-
-
-def shown(value: Any) -> str:
-    """A stored value as a conflict message quotes it."""
-    if isinstance(value, bool):
-        return "ticked" if value else "not ticked"
-    if value is None or value == "":
-        return "empty"
-    text = value.isoformat() if isinstance(value, dt.date) else " ".join(str(value).split())
-    return f"“{text[:80].rstrip()}…”" if len(text) > 80 else f"“{text}”"
-
-
-def refuse_stale(obj: Any, values: Mapping[str, Any], what: str, *, fields: Mapping[str, str] | None = None,
-                 describe: Callable[[str, Any], str] | None = None) -> NoReturn:
-    """Refuse a save whose version someone else moved on, saying what they saved in each field the
-    editor's values differ from. `fields` maps column names to form field names where they differ.
-
-    :raise EditConflict: always, with the version now, having changed nothing.
-    """
-    db.session.refresh(obj)  # what the other save stored
-    errors = {CONFLICT: f"{what} was changed by someone else meanwhile. Nothing of yours is saved yet and "
-                        "your text is still in the form: check the fields marked, then save again to "
-                        "replace their changes with yours."}
-    for name in differences(obj, values):
-        now = getattr(obj, name)
-        text = describe(name, now) if describe else shown(now)
-        errors[(fields or {}).get(name, name)] = f"Changed by someone else meanwhile; saved now: {text}."
-    version = obj.version
-    db.session.rollback()
-    raise EditConflict(errors, version)
 
 
 # Reading -------------------------------------------------------------------------------------------
@@ -215,6 +77,10 @@ def product_for_edit(product_id: int) -> Product | None:
 
 
 # What refers to a product or strength --------------------------------------------------------------
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _count(stmt: sa.Select) -> int:
@@ -294,15 +160,12 @@ def _slug_conflict(slug: str) -> dict[str, str]:
 
 
 def create_product(actor: Any, fields: ProductFields) -> Product:
-    """A new product, inactive until it has a strength and is activated. :raise EditRefused:"""
+    """A new product, inactive until it has a strength and is activated. :raise Refused:"""
     begin_write()
     values = _product_values(fields, None)
     product = Product(**values, active=False)
     db.session.add(product)
-    try:
-        db.session.flush()
-    except sa.exc.IntegrityError:
-        refuse(_slug_conflict(values["slug"]))
+    flush_or_refuse(_slug_conflict(values["slug"]))
     audit.record("catalog.product_created", object_type="product", object_id=product.id, actor=actor,
                  **{k: v for k, v in values.items() if k != "short_description"})
     commit_or_refuse(_slug_conflict(values["slug"]))
@@ -313,22 +176,15 @@ def update_product(actor: Any, product_id: int, fields: ProductFields, seen_vers
     """Save the details form, read at `seen_version`. Values equal to the stored ones save nothing
     (nothing of anyone's would be lost), whatever the version.
 
-    :raise LookupError: no such product. :raise EditRefused: bad input, nothing changed.
+    :raise LookupError: no such product. :raise Refused: bad input, nothing changed.
     :raise EditConflict: someone else saved the product since `seen_version`; nothing changed.
     """
     begin_write()
-    product = db.session.get(Product, product_id, populate_existing=True)
-    if product is None:
-        db.session.rollback()
-        raise LookupError(product_id)
+    product = existing(Product, product_id, populate_existing=True)
     values = _product_values(fields, product_id)
-    if not differences(product, values):
-        db.session.rollback()
+    changed = save_versioned(product, values, seen_version, "This product", describe=_describe_product_value)
+    if changed is None:
         return product
-    if not claim_version(Product, product_id, seen_version):
-        refuse_stale(product, values, "This product", describe=_describe_product_value)
-    db.session.refresh(product)  # the row as this transaction now holds it
-    changed = apply_changes(product, values)
     if "short_description" in changed:
         changed["short_description"] = ["…", "…"]  # the text itself is not worth a log line
     audit.record("catalog.product_updated", object_type="product", object_id=product.id, actor=actor,
@@ -350,12 +206,9 @@ def _sellable_strengths(product: Product) -> list[Strength]:
 
 def set_product_active(actor: Any, product_id: int, active: bool) -> Product:
     """Show or hide a product in the shop. Hidden products cannot be added to or checked out of a
-    cart. :raise LookupError: no such product. :raise EditRefused: it has nothing to sell."""
+    cart. :raise LookupError: no such product. :raise Refused: it has nothing to sell."""
     begin_write()
-    product = db.session.get(Product, product_id)
-    if product is None:
-        db.session.rollback()
-        raise LookupError(product_id)
+    product = existing(Product, product_id)
     if active and not _sellable_strengths(product):
         refuse({"active": f"{product.name} has no active strength with a package yet: add one first."})
     if product.active != active:
@@ -369,13 +222,10 @@ def set_product_active(actor: Any, product_id: int, active: bool) -> Product:
 def delete_product(actor: Any, product_id: int) -> str:
     """Delete a product nothing refers to; returns its name.
 
-    :raise LookupError: no such product. :raise EditRefused: something refers to it.
+    :raise LookupError: no such product. :raise Refused: something refers to it.
     """
     begin_write()
-    product = db.session.get(Product, product_id)
-    if product is None:
-        db.session.rollback()
-        raise LookupError(product_id)
+    product = existing(Product, product_id)
     found = references(product.id, [s.id for s in product.strengths])
     if found:
         refuse({"delete": f"{product.name} cannot be deleted: {_in_words(found)} refer to it. "
@@ -393,12 +243,9 @@ def delete_product(actor: Any, product_id: int) -> str:
 
 
 def add_alias(actor: Any, product_id: int, kind: str, name: str) -> ProductAlias:
-    """:raise LookupError: no such product. :raise EditRefused: bad or duplicate name."""
+    """:raise LookupError: no such product. :raise Refused: bad or duplicate name."""
     begin_write()
-    product = db.session.get(Product, product_id)
-    if product is None:
-        db.session.rollback()
-        raise LookupError(product_id)
+    product = existing(Product, product_id)
     errors: dict[str, str] = {}
     name = clean(name)
     key = search_key(name)
@@ -416,10 +263,7 @@ def add_alias(actor: Any, product_id: int, kind: str, name: str) -> ProductAlias
                          position=max((a.position for a in product.aliases), default=-1) + 1)
     db.session.add(alias)
     conflict = {"name": f"{product.name} already has the name {name!r}."}
-    try:
-        db.session.flush()
-    except sa.exc.IntegrityError:
-        refuse(conflict)
+    flush_or_refuse(conflict)
     audit.record("catalog.alias_added", object_type="product", object_id=product.id, actor=actor,
                  kind=kind, name=name)
     commit_or_refuse(conflict)
@@ -467,12 +311,9 @@ def _strength_values(product: Product, fields: StrengthFields, strength: Strengt
     amount = fields.amount
     if amount is None:
         errors["amount"] = "Enter the amount in one unit, e.g. 50 or 1.5."
-    elif not amount.is_finite() or amount <= 0:
-        errors["amount"] = "The amount must be more than zero."
-    elif amount.as_tuple().exponent < -3:  # type: ignore[operator]
-        errors["amount"] = "At most three decimals."
-    elif amount > MAX_AMOUNT:
-        errors["amount"] = "That amount is too large."
+    else:
+        check_amount(errors, "amount", amount, not_positive="The amount must be more than zero.",
+                     too_large="That amount is too large.")
     if fields.unit not in UNITS:
         errors["unit"] = "Choose a unit from the list."
     position = fields.position
@@ -507,13 +348,10 @@ def create_strength(actor: Any, product_id: int, fields: StrengthFields, units: 
                     price: str) -> Strength:
     """A new active strength with its first package (the price editor adds more).
 
-    :raise LookupError: no such product. :raise EditRefused: nothing changed.
+    :raise LookupError: no such product. :raise Refused: nothing changed.
     """
     begin_write()
-    product = db.session.get(Product, product_id)
-    if product is None:
-        db.session.rollback()
-        raise LookupError(product_id)
+    product = existing(Product, product_id)
     values, errors = _strength_values(product, fields, None)
     units_value, cents, package_errors = _package_values(units, price)
     errors.update(package_errors)
@@ -524,10 +362,7 @@ def create_strength(actor: Any, product_id: int, fields: StrengthFields, units: 
                       currency=current_app.config.get("CURRENCY", "USD"))
     strength.packages.append(package)
     db.session.add(strength)
-    try:
-        db.session.flush()
-    except sa.exc.IntegrityError:
-        refuse(_strength_conflict(values["slug"]))
+    flush_or_refuse(_strength_conflict(values["slug"]))
     now = utcnow()
     # The price history starts with the package being added, like packages added in the price editor.
     db.session.add(PriceChange(package_id=package.id, kind="added", old_price_cents=None,
@@ -546,12 +381,9 @@ FIXED_ONCE_USED = {"amount": "amount", "unit": "unit", "dosage_form": "dosage fo
 
 
 def update_strength(actor: Any, strength_id: int, fields: StrengthFields) -> Strength:
-    """:raise LookupError: no such strength. :raise EditRefused: nothing changed."""
+    """:raise LookupError: no such strength. :raise Refused: nothing changed."""
     begin_write()
-    strength = db.session.get(Strength, strength_id)
-    if strength is None:
-        db.session.rollback()
-        raise LookupError(strength_id)
+    strength = existing(Strength, strength_id)
     values, errors = _strength_values(strength.product, fields, strength)
     changing = [name for name in FIXED_ONCE_USED
                 if name not in errors and values[name] != getattr(strength, name)]
@@ -573,12 +405,9 @@ def update_strength(actor: Any, strength_id: int, fields: StrengthFields) -> Str
 
 
 def set_strength_active(actor: Any, strength_id: int, active: bool) -> Strength:
-    """:raise LookupError: no such strength. :raise EditRefused: activating one with no package."""
+    """:raise LookupError: no such strength. :raise Refused: activating one with no package."""
     begin_write()
-    strength = db.session.get(Strength, strength_id)
-    if strength is None:
-        db.session.rollback()
-        raise LookupError(strength_id)
+    strength = existing(Strength, strength_id)
     if active and not strength.active_packages:
         refuse({"active": f"{strength.label} has no active package: add one in the price editor first."})
     if strength.active != active:
@@ -593,13 +422,10 @@ def set_strength_active(actor: Any, strength_id: int, active: bool) -> Strength:
 def delete_strength(actor: Any, strength_id: int) -> str:
     """Delete a strength nothing refers to; returns its label.
 
-    :raise LookupError: no such strength. :raise EditRefused: something refers to it.
+    :raise LookupError: no such strength. :raise Refused: something refers to it.
     """
     begin_write()
-    strength = db.session.get(Strength, strength_id)
-    if strength is None:
-        db.session.rollback()
-        raise LookupError(strength_id)
+    strength = existing(Strength, strength_id)
     found = references(None, [strength.id])
     if found:
         refuse({"delete": f"{strength.label} cannot be deleted: {_in_words(found)} refer to it. "

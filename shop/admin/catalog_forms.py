@@ -1,6 +1,7 @@
 """Forms of the admin catalog and monograph editors. They only parse: the rules (required fields,
-ranges, uniqueness) live in catalog_edit and monograph_edit, whose per-field refusals the routes show
-beside these fields. A form that saves over a versioned record carries the version it was read at."""
+ranges, uniqueness) live in catalog_edit, monograph_edit and monograph_rows, whose per-field refusals
+the routes show beside these fields. A form that saves over a versioned record carries the version it
+was read at."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from wtforms.validators import Length, Optional
 
 from shop.admin import catalog_edit as edit
 from shop.admin import monograph_edit as monographs
+from shop.admin import monograph_rows
 from shop.catalog.models import EVIDENCE_LEVELS, SEVERITIES
 
 
@@ -186,16 +188,16 @@ ROW_FORMS: dict[str, type[FlaskForm]] = {"uses": UseForm, "dosing": DosingForm, 
 def row_fields(form: FlaskForm) -> object:
     """The service's fields of a posted row form."""
     if isinstance(form, UseForm):
-        return monographs.UseFields(name=form.name.data or "", approved=form.approved_value(),
-                                    evidence=form.evidence.data or "", note=form.note.data or "")
+        return monograph_rows.UseFields(name=form.name.data or "", approved=form.approved_value(),
+                                        evidence=form.evidence.data or "", note=form.note.data or "")
     if isinstance(form, DosingForm):
-        return monographs.DosingFields(
+        return monograph_rows.DosingFields(
             indication=form.indication.data or "", dose=form.dose.data or "",
             frequency=form.frequency.data or "", timing=form.timing.data or "",
             duration=form.duration.data or "", off_label=bool(form.off_label.data),
             min_daily_mg=form.min_daily_mg.data, max_daily_mg=form.max_daily_mg.data)
     if isinstance(form, FaqForm):
-        return monographs.FaqFields(question=form.question.data or "", answer=form.answer.data or "")
+        return monograph_rows.FaqFields(question=form.question.data or "", answer=form.answer.data or "")
     raise TypeError(type(form).__name__)
 
 

@@ -1,47 +1,30 @@
-"""Admin edits to the drug monographs: a new monograph, its details and review, its prose sections,
-its structured rows (uses, dosing rows, questions and answers) and its safety entries.
+"""Admin edits to the drug monographs: a new monograph, its details and review, its prose sections and
+its safety entries (its uses, dosing rows and questions are in monograph_rows).
 
 The rules of catalog_edit hold here too: each writing function calls begin_write() first, refuses
-with EditRefused having changed nothing, and commits the change with its audit row. The monograph's
-own fields and each section carry a version (see catalog_edit.claim_version). Changes to a list of
-rows (adding, removing, moving) lock the monograph row first, so two admins reordering at once take
-turns instead of interleaving positions.
+with common.Refused having changed nothing, and commits the change with its audit row. The
+monograph's own fields and each section carry a version (see versions). Adding a safety entry locks
+the monograph row first, so two admins adding at once take turns over the positions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from shop import audit
-from shop.admin.catalog_edit import (
-    MAX_AMOUNT,
-    apply_changes,
-    check_slug,
-    claim_version,
-    clean,
-    clean_text,
-    commit_or_refuse,
-    differences,
-    refuse,
-    refuse_stale,
-    require,
-)
+from shop.admin.common import commit_or_refuse, flush_or_refuse, refuse
+from shop.admin.field_rules import check_slug, clean, clean_text, require
+from shop.admin.versions import apply_changes, save_versioned
 from shop.catalog.models import (
-    EVIDENCE_LEVELS,
     SECTION_KEYS,
     SEVERITIES,
-    DosingRow,
-    FaqEntry,
     Monograph,
     MonographSection,
-    MonographUse,
     SafetyEntry,
     search_key,
 )
@@ -92,7 +75,7 @@ def monograph_for_edit(monograph_id: int) -> Monograph | None:
     return db.session.scalars(stmt).first()
 
 
-def _monograph(monograph_id: int, *, lock: bool = False) -> Monograph:
+def load_monograph(monograph_id: int, *, lock: bool = False) -> Monograph:
     """The monograph as stored now; `lock` holds its row until commit (PostgreSQL; SQLite's write
     transaction is already exclusive). :raise LookupError:"""
     stmt = sa.select(Monograph).where(Monograph.id == monograph_id).execution_options(populate_existing=True)
@@ -146,7 +129,7 @@ def _review_values(errors: dict[str, str], last_reviewed: dt.date | None, review
 def create_monograph(actor: Any, fields: NewMonographFields) -> Monograph:
     """A new monograph with every section, titled and still empty: the admin writes them one by one.
 
-    :raise EditRefused: nothing changed.
+    :raise Refused: nothing changed.
     """
     begin_write()
     errors: dict[str, str] = {}
@@ -164,10 +147,7 @@ def create_monograph(actor: Any, fields: NewMonographFields) -> Monograph:
         for position, key in enumerate(SECTION_KEYS)])
     db.session.add(monograph)
     conflict = {"slug": f"Another monograph took the slug {slug!r} just now; choose another."}
-    try:
-        db.session.flush()
-    except sa.exc.IntegrityError:
-        refuse(conflict)
+    flush_or_refuse(conflict)
     audit.record("monograph.created", object_type="monograph", object_id=monograph.id, actor=actor,
                  slug=slug, title=values["title"], drug_name=values["drug_name"],
                  last_reviewed=values["last_reviewed"], reviewed_by=values["reviewed_by"])
@@ -179,14 +159,10 @@ def _save_monograph_fields(actor: Any, monograph_id: int, values: dict[str, Any]
                            action: str) -> Monograph:
     """The version-checked save shared by the details and the review forms (one version covers the
     monograph's own fields)."""
-    monograph = _monograph(monograph_id)
-    if not differences(monograph, values):
-        db.session.rollback()
+    monograph = load_monograph(monograph_id)
+    changed = save_versioned(monograph, values, seen_version, "This monograph")
+    if changed is None:
         return monograph
-    if not claim_version(Monograph, monograph_id, seen_version):
-        refuse_stale(monograph, values, "This monograph")
-    db.session.refresh(monograph)
-    changed = apply_changes(monograph, values)
     if "summary" in changed:
         changed["summary"] = ["…", "…"]
     audit.record(action, object_type="monograph", object_id=monograph.id, actor=actor, changes=changed,
@@ -198,7 +174,7 @@ def _save_monograph_fields(actor: Any, monograph_id: int, values: dict[str, Any]
 def update_details(actor: Any, monograph_id: int, fields: DetailsFields, seen_version: int) -> Monograph:
     """Title, drug name, drug class and summary (the slug, its public address, stays).
 
-    :raise LookupError: no such monograph. :raise EditRefused: bad input.
+    :raise LookupError: no such monograph. :raise Refused: bad input.
     :raise EditConflict: someone else saved the monograph since `seen_version`. Nothing changes on a raise.
     """
     begin_write()
@@ -213,7 +189,7 @@ def set_review(actor: Any, monograph_id: int, last_reviewed: dt.date | None, rev
                seen_version: int) -> Monograph:
     """Record who last reviewed the monograph, and when.
 
-    :raise LookupError: no such monograph. :raise EditRefused: bad input.
+    :raise LookupError: no such monograph. :raise Refused: bad input.
     :raise EditConflict: someone else saved the monograph since `seen_version`. Nothing changes on a raise.
     """
     begin_write()
@@ -231,7 +207,7 @@ def update_section(actor: Any, monograph_id: int, key: str, title: str, body: st
                    seen_version: int) -> MonographSection:
     """Save one section's title and Markdown text, read at `seen_version`.
 
-    :raise LookupError: no such monograph or section. :raise EditRefused: bad input.
+    :raise LookupError: no such monograph or section. :raise Refused: bad input.
     :raise EditConflict: someone else saved the section since `seen_version`. Nothing changes on a raise.
     """
     begin_write()
@@ -248,20 +224,15 @@ def update_section(actor: Any, monograph_id: int, key: str, title: str, body: st
     require(errors, "body", body, MAX_SECTION, "the section's text")
     if errors:
         refuse(errors)
-    values = {"title": title, "body_markdown": body}
-    if not differences(section, values):
-        db.session.rollback()
+    changed = save_versioned(section, {"title": title, "body_markdown": body}, seen_version, "This section",
+                             fields={"body_markdown": "body"})
+    if changed is None:
         return section
-    if not claim_version(MonographSection, section.id, seen_version):
-        refuse_stale(section, values, "This section", fields={"body_markdown": "body"})
-    db.session.refresh(section)
-    before = len(section.body_markdown)
-    changed = apply_changes(section, values)
     details: dict[str, Any] = {"key": key, "version": section.version}
     if "title" in changed:
         details["title"] = changed["title"]
     if "body_markdown" in changed:
-        details["body_chars"] = [before, len(body)]
+        details["body_chars"] = [len(changed["body_markdown"][0]), len(body)]
     audit.record("monograph.section_updated", object_type="monograph", object_id=monograph_id,
                  actor=actor, **details)
     db.session.commit()
@@ -313,9 +284,9 @@ def _safety_values(fields: SafetyFields) -> dict[str, Any]:
 
 
 def add_safety_entry(actor: Any, monograph_id: int, fields: SafetyFields) -> SafetyEntry:
-    """:raise LookupError: no such monograph. :raise EditRefused: nothing changed."""
+    """:raise LookupError: no such monograph. :raise Refused: nothing changed."""
     begin_write()
-    monograph = _monograph(monograph_id, lock=True)
+    monograph = load_monograph(monograph_id, lock=True)
     values = _safety_values(fields)
     position = max((e.position for e in monograph.safety_entries), default=-1) + 1
     entry = SafetyEntry(monograph_id=monograph.id, position=position, **values)
@@ -337,7 +308,7 @@ def _safety_entry(monograph_id: int, entry_id: int) -> SafetyEntry:
 
 
 def update_safety_entry(actor: Any, monograph_id: int, entry_id: int, fields: SafetyFields) -> SafetyEntry:
-    """:raise LookupError: no such entry of this monograph. :raise EditRefused: nothing changed."""
+    """:raise LookupError: no such entry of this monograph. :raise Refused: nothing changed."""
     begin_write()
     entry = _safety_entry(monograph_id, entry_id)
     changed = apply_changes(entry, _safety_values(fields))
@@ -360,210 +331,3 @@ def remove_safety_entry(actor: Any, monograph_id: int, entry_id: int) -> str:
     db.session.delete(entry)
     db.session.commit()
     return term
-
-
-# Uses, dosing rows and questions -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UseFields:
-    name: str
-    approved: bool | None  # None: neither approved nor off-label was chosen
-    evidence: str
-    note: str
-
-
-@dataclass(frozen=True)
-class DosingFields:
-    indication: str
-    dose: str
-    frequency: str
-    timing: str
-    duration: str
-    off_label: bool
-    min_daily_mg: Decimal | None
-    max_daily_mg: Decimal | None
-
-
-@dataclass(frozen=True)
-class FaqFields:
-    question: str
-    answer: str
-
-
-def _use_values(fields: UseFields) -> tuple[dict[str, Any], dict[str, str]]:
-    errors: dict[str, str] = {}
-    name, note = clean(fields.name), clean_text(fields.note)
-    require(errors, "name", name, 160, "the use, e.g. Alcohol dependence")
-    if fields.approved is None:
-        errors["approved"] = "Choose approved or off-label."
-    if fields.evidence not in EVIDENCE_LEVELS:
-        errors["evidence"] = "Choose the strength of the evidence from the list."
-    if len(note) > MAX_NOTE:
-        errors["note"] = f"At most {MAX_NOTE} characters."
-    return {"name": name, "approved": fields.approved, "evidence": fields.evidence, "note": note}, errors
-
-
-def _daily_mg(errors: dict[str, str], name: str, value: Decimal | None) -> Decimal | None:
-    if value is None:
-        return None
-    if not value.is_finite() or value <= 0:
-        errors[name] = "Enter more than zero milligrams."
-    elif value.as_tuple().exponent < -3:  # type: ignore[operator]
-        errors[name] = "At most three decimals."
-    elif value > MAX_AMOUNT:
-        errors[name] = "That dose is too large."
-    return value
-
-
-def _dosing_values(fields: DosingFields) -> tuple[dict[str, Any], dict[str, str]]:
-    errors: dict[str, str] = {}
-    text = {name: clean(getattr(fields, name)) for name in ("indication", "dose", "frequency", "timing",
-                                                            "duration")}
-    require(errors, "indication", text["indication"], 160, "what the dose is for, e.g. Alcohol dependence")
-    require(errors, "dose", text["dose"], 80, "the dose, e.g. 50 mg")
-    require(errors, "frequency", text["frequency"], 80, "how often, e.g. Once daily")
-    for name in ("timing", "duration"):
-        if len(text[name]) > 160:
-            errors[name] = "At most 160 characters."
-    low = _daily_mg(errors, "min_daily_mg", fields.min_daily_mg)
-    high = _daily_mg(errors, "max_daily_mg", fields.max_daily_mg)
-    if not ({"min_daily_mg", "max_daily_mg"} & errors.keys()):
-        if (low is None) != (high is None):
-            # The pharmacist's dose check uses only complete ranges: half of one would be ignored.
-            errors["min_daily_mg" if low is None else "max_daily_mg"] = (
-                "Enter both the lowest and the highest usual daily dose, or neither.")
-        elif low is not None and high is not None and low > high:
-            errors["max_daily_mg"] = "The highest daily dose cannot be below the lowest."
-    return {**text, "off_label": fields.off_label, "min_daily_mg": low, "max_daily_mg": high}, errors
-
-
-def _faq_values(fields: FaqFields) -> tuple[dict[str, Any], dict[str, str]]:
-    errors: dict[str, str] = {}
-    question, answer = clean(fields.question), clean_text(fields.answer)
-    require(errors, "question", question, 300, "the question")
-    require(errors, "answer", answer, MAX_SECTION, "the answer")
-    return {"question": question, "answer_markdown": answer}, errors
-
-
-@dataclass(frozen=True)
-class RowKind:
-    """One kind of a monograph's ordered rows (ROW_KINDS is keyed by the name URLs use). Its `validate`
-    returns the column values and {form field: message}; `group` says which rows a row moves among
-    (uses move within approved or off-label, as the public page lists them apart)."""
-
-    model: Any
-    noun: str
-    audit_noun: str
-    validate: Callable[[Any], tuple[dict[str, Any], dict[str, str]]]
-    name_of: Callable[[Any], str]
-    group: Callable[[Any], object] = lambda row: None
-
-
-ROW_KINDS = {
-    "uses": RowKind(MonographUse, "use", "use", _use_values, lambda r: r.name, group=lambda r: r.approved),
-    "dosing": RowKind(DosingRow, "dosing row", "dosing", _dosing_values, lambda r: r.indication),
-    "faq": RowKind(FaqEntry, "question", "faq", _faq_values, lambda r: r.question),
-}
-
-
-def _validated(kind: RowKind, fields: Any) -> dict[str, Any]:
-    values, errors = kind.validate(fields)
-    if errors:
-        refuse(errors)
-    return values
-
-
-def _short(value: Any) -> Any:
-    """A value for an audit row: a long text by its length only."""
-    return f"({len(value)} characters)" if isinstance(value, str) and len(value) > 200 else value
-
-
-def _logged(values: dict[str, Any]) -> dict[str, Any]:
-    return {name: _short(value) for name, value in values.items()}
-
-
-def _rows(kind: RowKind, monograph_id: int) -> list[Any]:
-    return list(db.session.scalars(
-        sa.select(kind.model).where(kind.model.monograph_id == monograph_id)
-        .order_by(kind.model.position, kind.model.id).execution_options(populate_existing=True)))
-
-
-def _row(kind: RowKind, monograph_id: int, row_id: int, rows: list[Any] | None = None) -> Any:
-    if rows is not None:
-        row = next((r for r in rows if r.id == row_id), None)
-    else:
-        row = db.session.scalars(sa.select(kind.model).where(kind.model.id == row_id).with_for_update()
-                                 .execution_options(populate_existing=True)).first()
-    if row is None or row.monograph_id != monograph_id:
-        db.session.rollback()
-        raise LookupError(row_id)
-    return row
-
-
-def add_row(actor: Any, monograph_id: int, kind: RowKind, fields: Any) -> Any:
-    """A new row at the end of its list. :raise LookupError: no such monograph. :raise EditRefused:"""
-    begin_write()
-    _monograph(monograph_id, lock=True)
-    values = _validated(kind, fields)
-    rows = _rows(kind, monograph_id)
-    row = kind.model(monograph_id=monograph_id, position=max((r.position for r in rows), default=-1) + 1,
-                     **values)
-    db.session.add(row)
-    db.session.flush()
-    audit.record(f"monograph.{kind.audit_noun}_added", object_type="monograph", object_id=monograph_id,
-                 actor=actor, row_id=row.id, **_logged(values))
-    db.session.commit()
-    return row
-
-
-def update_row(actor: Any, monograph_id: int, kind: RowKind, row_id: int, fields: Any) -> Any:
-    """:raise LookupError: no such row of this monograph. :raise EditRefused: nothing changed."""
-    begin_write()
-    row = _row(kind, monograph_id, row_id)
-    changed = apply_changes(row, _validated(kind, fields))
-    if changed:
-        audit.record(f"monograph.{kind.audit_noun}_updated", object_type="monograph", object_id=monograph_id,
-                     actor=actor, row_id=row.id,
-                     changes={name: [_short(old), _short(new)] for name, (old, new) in changed.items()})
-    db.session.commit()
-    return row
-
-
-def remove_row(actor: Any, monograph_id: int, kind: RowKind, row_id: int) -> str:
-    """Returns the removed row's name. :raise LookupError: no such row of this monograph."""
-    begin_write()
-    _monograph(monograph_id, lock=True)
-    row = _row(kind, monograph_id, row_id)
-    name = kind.name_of(row)
-    kept = {c.key: getattr(row, c.key) for c in kind.model.__table__.columns
-            if c.key not in ("id", "monograph_id", "position")}
-    audit.record(f"monograph.{kind.audit_noun}_removed", object_type="monograph", object_id=monograph_id,
-                 actor=actor, row_id=row.id, **_logged(kept))
-    db.session.delete(row)
-    db.session.commit()
-    return name
-
-
-def move_row(actor: Any, monograph_id: int, kind: RowKind, row_id: int, up: bool) -> str:
-    """Swap a row with the one before (or after) it in its group; returns the row's name.
-
-    :raise LookupError: no such row of this monograph. :raise EditRefused: it is already first (last).
-    """
-    begin_write()
-    _monograph(monograph_id, lock=True)
-    rows = _rows(kind, monograph_id)
-    row = _row(kind, monograph_id, row_id, rows)
-    here = rows.index(row)
-    others = [i for i, r in enumerate(rows) if kind.group(r) == kind.group(row)]
-    place = others.index(here) + (-1 if up else 1)
-    if not 0 <= place < len(others):
-        refuse({"move": f"{kind.name_of(row)!r} is already {'first' if up else 'last'}."})
-    there = others[place]
-    rows[here], rows[there] = rows[there], rows[here]
-    for position, each in enumerate(rows):  # renumbered from 0: any gaps or ties left by removals go
-        each.position = position
-    audit.record(f"monograph.{kind.audit_noun}_moved", object_type="monograph", object_id=monograph_id,
-                 actor=actor, row_id=row.id, direction="up" if up else "down", name=kind.name_of(row))
-    db.session.commit()
-    return kind.name_of(row)

@@ -15,7 +15,8 @@ from wtforms.validators import InputRequired, Length, Optional
 
 from shop import access
 from shop.accounts.models import User
-from shop.admin import prices
+from shop.admin import csv_files, prices, prices_csv
+from shop.admin.common import Refused, or_404
 from shop.catalog.models import Package, Strength
 from shop.form_errors import apply_errors
 
@@ -47,7 +48,7 @@ class PackageStateForm(FlaskForm):
 
 class ImportForm(FlaskForm):
     file = FileField("Price file (CSV)", validators=[FileRequired("Choose a CSV file.")],
-                     description="Columns " + ",".join(prices.CSV_COLUMNS) + ", as in the export. "
+                     description="Columns " + ",".join(prices_csv.LAYOUT.columns) + ", as in the export. "
                                  "Nothing is applied unless every row is right.")
 
 
@@ -73,10 +74,7 @@ _me = access.me
 
 
 def _strength_or_404(strength_id: int) -> Strength:
-    strength = prices.load_strength(strength_id)
-    if strength is None:
-        abort(404)
-    return strength
+    return or_404(prices.load_strength(strength_id))
 
 
 def _render_editor(strength: Strength, form: PriceTableForm, *, add_form: AddPackageForm | None = None,
@@ -100,10 +98,10 @@ def index() -> str:
     return _render_index(ImportForm(formdata=None))[0]
 
 
-def _render_index(form: ImportForm, problems: list[prices.RowProblem] | None = None,
+def _render_index(form: ImportForm, problems: list[prices_csv.RowProblem] | None = None,
                   status: int = 200) -> Any:
     return render_template("admin/prices/index.html", products=prices.overview(), form=form,
-                           problems=problems or [], columns=prices.CSV_COLUMNS), status
+                           problems=problems or [], columns=prices_csv.LAYOUT.columns), status
 
 
 @bp.route("/strengths/<int:strength_id>", methods=["GET", "POST"])
@@ -124,7 +122,7 @@ def edit(strength_id: int) -> Any:
     if "save" not in request.form:
         try:
             parsed = prices.parse_prices(strength, typed)
-        except prices.PriceError as error:
+        except Refused as error:
             apply_errors(form, error.errors)
             return _render_editor(strength, form, status=422)
         preview = prices.preview(strength, parsed, current_app.config["LOW_STOCK_PACKS"])
@@ -141,7 +139,7 @@ def edit(strength_id: int) -> Any:
                 form[prices.version_field(package.id)].data = str(package.version)
         apply_errors(form, error.errors)
         return _render_editor(strength, form, status=409)
-    except prices.PriceError as error:
+    except Refused as error:
         apply_errors(form, error.errors)
         return _render_editor(strength, form, status=422)
     _flash_saved(result)
@@ -178,7 +176,7 @@ def add_package(strength_id: int) -> Any:
         try:
             package = prices.add_package(strength.id, add_form.units.data, add_form.price.data, _me(),
                                          reason=add_form.reason.data or "")
-        except prices.PriceError as error:
+        except Refused as error:
             apply_errors(add_form, error.errors)
         else:
             flash(f"The {package.units} pack is on sale now.", "success")
@@ -188,15 +186,13 @@ def add_package(strength_id: int) -> Any:
 
 
 def _change_state(package_id: int, change: Callable[[int, int, User], Package], done: str) -> Any:
-    package = prices.load_package(package_id)
-    if package is None:
-        abort(404)
+    package = or_404(prices.load_package(package_id))
     form = PackageStateForm()
     if not form.validate_on_submit():
         abort(400)
     try:
         change(package_id, form.version.data, _me())
-    except prices.PriceError as error:
+    except Refused as error:
         for message in error.errors.values():
             flash(message, "error")
     else:
@@ -222,13 +218,11 @@ def restore_package(package_id: int) -> Any:
 @access.admin
 def cancel_change(change_id: int) -> Any:
     """Cancel a scheduled price change. :raise 404: no such change."""
-    change = prices.load_change(change_id)
-    if change is None:
-        abort(404)
+    change = or_404(prices.load_change(change_id))
     strength_id = change.package.strength_id
     try:
         prices.cancel_scheduled(change_id, _me())
-    except prices.PriceError as error:
+    except Refused as error:
         flash(error.errors["change"], "error")
     else:
         flash("The scheduled price change is cancelled.", "success")
@@ -238,10 +232,7 @@ def cancel_change(change_id: int) -> Any:
 @bp.get("/export.csv")
 @access.admin
 def export_csv() -> Response:
-    filename = f"prices-{dt.date.today().isoformat()}.csv"
-    return Response(prices.export_csv(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                             "Cache-Control": "no-store"})
+    return csv_files.download(prices_csv.export_csv(), f"prices-{dt.date.today().isoformat()}.csv")
 
 
 @bp.post("/import")
@@ -252,9 +243,9 @@ def import_csv() -> Any:
         return _render_index(form, status=422)
     upload = form.file.data
     try:
-        report = prices.import_csv(upload.read(prices.CSV_MAX_BYTES + 1), _me(),
-                                   filename=(upload.filename or "")[:100])
-    except prices.ImportRefused as refused:
+        report = prices_csv.import_csv(upload.read(prices_csv.LAYOUT.max_bytes + 1), _me(),
+                                       filename=(upload.filename or "")[:100])
+    except prices_csv.ImportRefused as refused:
         form.file.errors = [*form.file.errors, refused.message]
         return _render_index(form, refused.rows, status=422)
     flash(f"Imported {report.rows} rows: {report.price_changes} price(s) changed, {report.retired} "

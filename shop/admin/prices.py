@@ -1,17 +1,15 @@
 """Admin price services: preview, validation, saving with a version check, package sizes, scheduled
-changes, history and CSV export/import.
+changes and history (the CSV export and import are in prices_csv).
 
-Every write takes the write transaction first (begin_write), records a PriceChange row and an audit
-row per package it changes, and commits once; a refusal rolls back and changes nothing. A price save
-is a conditional UPDATE on the version the editor read, so a change made meanwhile by someone else
-is never overwritten silently: the second saver is told the current price instead.
+Every write takes the write transaction first (common.write_transaction), records a PriceChange row
+and an audit row per package it changes, and commits once; a refusal rolls back and changes nothing.
+A price save is a conditional UPDATE on the version the editor read, so a change made meanwhile by
+someone else is never overwritten silently: the second saver is told the current price instead.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -20,35 +18,22 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from shop import audit, money
 from shop.accounts.models import User
+from shop.admin.common import Refused, refuse, write_transaction
 from shop.audit import utcnow
 from shop.catalog.models import Package, Product, Strength
 from shop.catalog.price_models import PriceChange
 from shop.catalog.pricing import PackageRow, package_rows
-from shop.database import begin_write
 from shop.extensions import db
 
 MAX_UNITS = 10_000
 REASON_MAX = 200
 HISTORY_LIMIT = 50
 MAX_SCHEDULE_DAYS = 366
-CSV_COLUMNS = ("product_slug", "strength_slug", "units", "price", "active")
-CSV_MAX_BYTES = 1024 * 1024
-CSV_MAX_ROWS = 5_000
-TRUE_WORDS = ("true", "yes", "1")
-FALSE_WORDS = ("false", "no", "0")
 KIND_LABELS = {"price": "Price changed", "added": "Package added", "retired": "Retired",
                "restored": "Restored"}
 
 
-class PriceError(Exception):
-    """A change that cannot be made; `errors` maps form field names to messages."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
-
-
-class PriceConflict(PriceError):
+class PriceConflict(Refused):
     """A package changed after the editor read it; the editor must review the new state."""
 
 
@@ -70,12 +55,7 @@ def _sentence(text: str) -> str:
     return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
-def _clause(text: str) -> str:
-    """A field message as part of a row's list of problems: "A price ..." -> "a price ..."."""
-    return (text[:1].lower() + text[1:]).rstrip(".")
-
-
-def _parse_price(text: str | None) -> int:
+def parse_typed_price(text: str | None) -> int:
     """:raise money.InvalidPrice: with a message fit to show beside the field."""
     if text is None or not str(text).strip():
         raise money.InvalidPrice("Enter a price.")
@@ -168,7 +148,7 @@ class Preview:
 
 
 def parse_prices(strength: Strength, typed: Mapping[int, str | None]) -> dict[int, int]:
-    """Typed prices of the strength's packages in cents. :raise PriceError: per price field."""
+    """Typed prices of the strength's packages in cents. :raise Refused: per price field."""
     packages = {p.id: p for p in strength.packages}
     errors: dict[str, str] = {}
     prices: dict[int, int] = {}
@@ -176,11 +156,11 @@ def parse_prices(strength: Strength, typed: Mapping[int, str | None]) -> dict[in
         if package_id not in packages:
             continue
         try:
-            prices[package_id] = _parse_price(text)
+            prices[package_id] = parse_typed_price(text)
         except money.InvalidPrice as error:
             errors[price_field(package_id)] = str(error)
     if errors:
-        raise PriceError(errors)
+        raise Refused(errors)
     return prices
 
 
@@ -231,7 +211,7 @@ class SaveResult:
 def _check_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if len(reason) > REASON_MAX:
-        raise PriceError({"reason": f"At most {REASON_MAX} characters."})
+        raise Refused({"reason": f"At most {REASON_MAX} characters."})
     return reason
 
 
@@ -239,13 +219,13 @@ def _check_effective_at(effective_at: dt.datetime | None, now: dt.datetime) -> N
     if effective_at is None:
         return
     if effective_at <= now:
-        raise PriceError({"effective_at": "Choose a time in the future, or leave it empty to apply the "
+        raise Refused({"effective_at": "Choose a time in the future, or leave it empty to apply the "
                                           "change now."})
     if effective_at > now + dt.timedelta(days=MAX_SCHEDULE_DAYS):
-        raise PriceError({"effective_at": "Choose a time within a year."})
+        raise Refused({"effective_at": "Choose a time within a year."})
 
 
-def _record_change(package: Package, kind: str, old: int | None, new: int, actor: User | None,
+def record_change(package: Package, kind: str, old: int | None, new: int, actor: User | None,
                    reason: str, now: dt.datetime, *, effective_at: dt.datetime | None = None) -> PriceChange:
     scheduled_change = effective_at is not None
     change = PriceChange(package_id=package.id, kind=kind, old_price_cents=old, new_price_cents=new,
@@ -269,12 +249,11 @@ def save_prices(strength_id: int, edits: Sequence[PriceEdit], actor: User, *, re
     UPDATE on the version the editor read; if any package changed meanwhile, nothing is saved.
 
     :raise LookupError: no such strength.
-    :raise PriceError: a typed value is invalid (per field).
+    :raise Refused: a typed value is invalid (per field).
     :raise PriceConflict: a package changed since the editor read it (per price field).
     """
     now = now or utcnow()
-    begin_write()
-    try:
+    with write_transaction():
         strength = load_strength(strength_id)
         if strength is None:
             raise LookupError(strength_id)
@@ -309,22 +288,19 @@ def save_prices(strength_id: int, edits: Sequence[PriceEdit], actor: User, *, re
         if conflicts:
             raise PriceConflict(conflicts)
         for package, old, new in changed:
-            _record_change(package, "price", old, new, actor, reason, now, effective_at=effective_at)
+            record_change(package, "price", old, new, actor, reason, now, effective_at=effective_at)
             audit.record("price.scheduled" if effective_at else "price.changed", object_type="package",
                          object_id=package.id, actor=actor, strength_id=strength.id, units=package.units,
                          old_price_cents=old, new_price_cents=new, reason=reason,
                          **({"effective_at": effective_at.isoformat()} if effective_at else {}))
         warnings = preview(strength, prices, low_stock_packs=0).warnings  # stock plays no part in them
         db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return SaveResult(len(changed), effective_at, warnings)
 
 
 # Package sizes ---------------------------------------------------------------------------------------
 
-def _parse_units(text: str | int | None) -> int:
+def parse_units(text: str | int | None) -> int:
     raw = str(text if text is not None else "").strip()
     if not raw:
         raise ValueError("Enter the number of tablets or capsules in the package.")
@@ -338,10 +314,9 @@ def _parse_units(text: str | int | None) -> int:
 
 def add_package(strength_id: int, units_text: str | None, price_text: str | None, actor: User, *,
                 reason: str = "", now: dt.datetime | None = None) -> Package:
-    """A new package size, on sale at once. :raise LookupError, PriceError: nothing is saved."""
+    """A new package size, on sale at once. :raise LookupError, Refused: nothing is saved."""
     now = now or utcnow()
-    begin_write()
-    try:
+    with write_transaction():
         strength = db.session.scalars(sa.select(Strength).where(Strength.id == strength_id)
                                       .with_for_update()).first()
         if strength is None:
@@ -349,16 +324,16 @@ def add_package(strength_id: int, units_text: str | None, price_text: str | None
         errors: dict[str, str] = {}
         units = price = 0
         try:
-            units = _parse_units(units_text)
+            units = parse_units(units_text)
         except ValueError as error:
             errors["units"] = str(error)
         try:
-            price = _parse_price(price_text)
+            price = parse_typed_price(price_text)
         except money.InvalidPrice as error:
             errors["price"] = str(error)
         try:
             reason = _check_reason(reason)
-        except PriceError as error:
+        except Refused as error:
             errors.update(error.errors)
         existing = None if "units" in errors else db.session.scalars(
             sa.select(Package).where(Package.strength_id == strength_id, Package.units == units)).first()
@@ -366,28 +341,24 @@ def add_package(strength_id: int, units_text: str | None, price_text: str | None
             errors["units"] = (f"There is already a {units} pack." if existing.active else
                                f"A {units} pack exists but is retired: restore it instead.")
         if errors:
-            raise PriceError(errors)
+            raise Refused(errors)
         package = Package(strength_id=strength_id, units=units, price_cents=price, active=True, version=1)
         db.session.add(package)
-        db.session.flush()
-        _record_change(package, "added", None, price, actor, reason, now)
-        audit.record("package.added", object_type="package", object_id=package.id, actor=actor,
-                     strength_id=strength_id, units=units, price_cents=price, reason=reason)
-        db.session.commit()
-    except sa.exc.IntegrityError:
-        db.session.rollback()  # the same size added by a simultaneous request
-        raise PriceError({"units": f"There is already a {units} pack."}) from None
-    except Exception:
-        db.session.rollback()
-        raise
+        try:
+            db.session.flush()
+            record_change(package, "added", None, price, actor, reason, now)
+            audit.record("package.added", object_type="package", object_id=package.id, actor=actor,
+                         strength_id=strength_id, units=units, price_cents=price, reason=reason)
+            db.session.commit()
+        except sa.exc.IntegrityError:  # the same size added by a simultaneous request
+            refuse({"units": f"There is already a {units} pack."})
     return package
 
 
 def _set_active(package_id: int, seen_version: int, actor: User, *, active: bool,
                 now: dt.datetime | None = None) -> Package:
     now = now or utcnow()
-    begin_write()
-    try:
+    with write_transaction():
         package = load_package(package_id)
         if package is None:
             raise LookupError(package_id)
@@ -399,7 +370,7 @@ def _set_active(package_id: int, seen_version: int, actor: User, *, active: bool
                 Package.strength_id == package.strength_id, Package.active, Package.id != package.id))
             if package.active and not on_sale:
                 name = f"{package.strength.product.name} {package.strength.label}"
-                raise PriceError({"package": (
+                raise Refused({"package": (
                     f"The {package.units} pack is the last package on sale of {name}. Add another size "
                     "first, or take the strength off sale in the catalog.")})
         done = db.session.execute(
@@ -412,13 +383,10 @@ def _set_active(package_id: int, seen_version: int, actor: User, *, active: bool
             raise PriceConflict({"package": f"The {package.units} pack was changed by someone else "
                                             "meanwhile. Review it and try again."})
         kind = "restored" if active else "retired"
-        _record_change(package, kind, package.price_cents, package.price_cents, actor, "", now)
+        record_change(package, kind, package.price_cents, package.price_cents, actor, "", now)
         audit.record(f"package.{kind}", object_type="package", object_id=package.id, actor=actor,
                      strength_id=package.strength_id, units=package.units)
         db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return package
 
 
@@ -427,7 +395,7 @@ def retire_package(package_id: int, seen_version: int, actor: User, *,
     """Take a package off sale (kept for history and orders). Refused for the strength's last
     package on sale: that would take the whole strength off sale, a catalog decision.
 
-    :raise LookupError: no such package. :raise PriceError, PriceConflict: nothing changes.
+    :raise LookupError: no such package. :raise Refused, PriceConflict: nothing changes.
     """
     return _set_active(package_id, seen_version, actor, active=False, now=now)
 
@@ -441,10 +409,9 @@ def restore_package(package_id: int, seen_version: int, actor: User, *,
 # Scheduled changes ------------------------------------------------------------------------------------
 
 def cancel_scheduled(change_id: int, actor: User, *, now: dt.datetime | None = None) -> PriceChange:
-    """:raise LookupError: no such change. :raise PriceError: already applied or cancelled."""
+    """:raise LookupError: no such change. :raise Refused: already applied or cancelled."""
     now = now or utcnow()
-    begin_write()
-    try:
+    with write_transaction():
         change = load_change(change_id)
         if change is None:
             raise LookupError(change_id)
@@ -454,14 +421,11 @@ def cancel_scheduled(change_id: int, actor: User, *, now: dt.datetime | None = N
                    PriceChange.cancelled_at.is_(None))
             .values(cancelled_at=now).execution_options(synchronize_session=False)).rowcount
         if not done:
-            raise PriceError({"change": "This scheduled change was already applied or cancelled."})
+            raise Refused({"change": "This scheduled change was already applied or cancelled."})
         audit.record("price.schedule_cancelled", object_type="package", object_id=change.package_id,
                      actor=actor, change_id=change.id, new_price_cents=change.new_price_cents,
                      effective_at=change.effective_at.isoformat())
         db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return change
 
 
@@ -479,12 +443,9 @@ def apply_due_price_changes(now: dt.datetime | None = None) -> int:
     if db.session.scalar(sa.select(PriceChange.id).where(*pending).limit(1)) is None:
         db.session.rollback()
         return 0
-    begin_write()
-    try:
+    with write_transaction():
         due = list(db.session.scalars(
-            sa.select(PriceChange)
-            .where(PriceChange.applied_at.is_(None), PriceChange.cancelled_at.is_(None),
-                   PriceChange.effective_at <= now)
+            sa.select(PriceChange).where(*pending)
             .order_by(PriceChange.effective_at, PriceChange.id)
             .with_for_update(skip_locked=True)))  # two workers never apply one change twice
         for change in due:
@@ -498,202 +459,4 @@ def apply_due_price_changes(now: dt.datetime | None = None) -> int:
                          old_price_cents=old, new_price_cents=change.new_price_cents, reason=change.reason,
                          scheduled_change=change.id, scheduled_by=change.actor_id)
         db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return len(due)
-
-
-# CSV -------------------------------------------------------------------------------------------------
-
-def export_csv() -> str:
-    """Every package, on sale or retired: product_slug,strength_slug,units,price,active."""
-    rows = db.session.execute(
-        sa.select(Product.slug, Strength.slug, Package.units, Package.price_cents, Package.active)
-        .join(Strength, Strength.product_id == Product.id).join(Package, Package.strength_id == Strength.id)
-        .order_by(Product.slug, Strength.position, Strength.id, Package.units)).all()
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for product_slug, strength_slug, units, price, active in rows:
-        writer.writerow([product_slug, strength_slug, units, plain_amount(price),
-                         "true" if active else "false"])
-    return out.getvalue()
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    line: int
-    reason: str
-
-
-class ImportRefused(Exception):
-    """Nothing was imported: a problem with the file as a whole, or the rows listed."""
-
-    def __init__(self, message: str, rows: Sequence[RowProblem] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.rows = list(rows)
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    rows: int
-    changed_rows: int
-    price_changes: int
-    retired: int
-    restored: int
-
-    @property
-    def unchanged(self) -> int:
-        return self.rows - self.changed_rows
-
-
-@dataclass
-class _Row:
-    line: int
-    package: Package
-    price: int
-    active: bool
-
-
-def _read_csv(data: bytes) -> list[tuple[int, dict[str, str | None]]]:
-    if not data.strip():
-        raise ImportRefused("The file is empty.")
-    if len(data) > CSV_MAX_BYTES:
-        raise ImportRefused(f"The file is larger than {CSV_MAX_BYTES // 1024} KB.")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportRefused("The file is not UTF-8 text: save it as CSV (UTF-8).") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""), restkey="__extra__")
-    header = [name.strip().lower() for name in reader.fieldnames or []]
-    if sorted(header) != sorted(CSV_COLUMNS):
-        raise ImportRefused("The first line must name the columns " + ",".join(CSV_COLUMNS) + ".")
-    reader.fieldnames = header
-    rows = []
-    try:
-        for raw in reader:
-            rows.append((reader.line_num, raw))
-            if len(rows) > CSV_MAX_ROWS:
-                raise ImportRefused(f"The file has more than {CSV_MAX_ROWS:,} rows.")
-    except csv.Error as error:
-        raise ImportRefused(f"Line {reader.line_num}: {error}.") from None
-    if not rows:
-        raise ImportRefused("The file has no rows after the column names.")
-    return rows
-
-
-def _check_row(raw: dict[str, str | None], packages: Mapping[tuple[str, str, int], Package]
-               ) -> tuple[Package | None, int, bool, list[str]]:
-    problems = []
-    if raw.get("__extra__"):
-        problems.append("more values than columns")
-    values = {name: (raw.get(name) or "").strip() for name in CSV_COLUMNS}
-    for name in CSV_COLUMNS:
-        if not values[name]:
-            problems.append(f"{name} is empty")
-    units = price = 0
-    active = False
-    if values["units"]:
-        try:
-            units = _parse_units(values["units"])
-        except ValueError as error:
-            problems.append(f"units {values['units']!r}: {_clause(str(error))}")
-    if values["price"]:
-        try:
-            price = _parse_price(values["price"])
-        except money.InvalidPrice as error:
-            problems.append(f"price {values['price']!r}: {_clause(str(error))}")
-    if values["active"]:
-        word = values["active"].lower()
-        if word not in TRUE_WORDS + FALSE_WORDS:
-            problems.append(f"active must be true or false, not {values['active']!r}")
-        active = word in TRUE_WORDS
-    package = None
-    if units and values["product_slug"] and values["strength_slug"]:
-        package = packages.get((values["product_slug"], values["strength_slug"], units))
-        if package is None:
-            problems.append(f"no {units} pack of {values['product_slug']} {values['strength_slug']}: the "
-                            "import changes existing packages only (add new sizes in the price editor)")
-    return package, price, active, problems
-
-
-def import_csv(data: bytes, actor: User, *, filename: str = "",
-               now: dt.datetime | None = None) -> ImportReport:
-    """Apply a price file: every row is checked first, and if any is wrong nothing is applied.
-
-    Rows name existing packages by (product_slug, strength_slug, units) and may change their price
-    and whether they are on sale. A good file is applied in one transaction, with a history row and
-    an audit row per change.
-
-    :raise ImportRefused: with the reason, and each bad row with its line number.
-    """
-    now = now or utcnow()
-    rows = _read_csv(data)
-    begin_write()
-    try:
-        all_packages = db.session.scalars(
-            sa.select(Package).join(Strength).join(Product)
-            .options(joinedload(Package.strength).joinedload(Strength.product))
-            .with_for_update(of=Package).execution_options(populate_existing=True)).all()
-        by_key = {(p.strength.product.slug, p.strength.slug, p.units): p for p in all_packages}
-        problems: list[RowProblem] = []
-        seen: dict[int, int] = {}  # package id -> line
-        good: list[_Row] = []
-        for line, raw in rows:
-            package, price, active, reasons = _check_row(raw, by_key)
-            if package is not None and package.id in seen:
-                reasons.append(f"the same package as line {seen[package.id]}")
-            if reasons:
-                problems.append(RowProblem(line, "; ".join(reasons)))
-                continue
-            assert package is not None
-            seen[package.id] = line
-            good.append(_Row(line, package, price, active))
-        # A strength on sale must keep at least one package on sale (see retire_package).
-        final = {p.id: p.active for p in all_packages} | {r.package.id: r.active for r in good}
-        on_sale_after: dict[int, int] = {}
-        for p in all_packages:
-            on_sale_after[p.strength_id] = on_sale_after.get(p.strength_id, 0) + final[p.id]
-        for row in good:
-            strength = row.package.strength
-            if row.package.active and not row.active and not on_sale_after[strength.id]:
-                name = f"{strength.product.name} {strength.label}"
-                problems.append(RowProblem(row.line, f"would take the last package of {name} off sale"))
-        if problems:
-            raise ImportRefused(f"{len(problems)} row{'s' if len(problems) != 1 else ''} "
-                                f"{'have' if len(problems) != 1 else 'has'} problems: nothing was imported.",
-                                sorted(problems, key=lambda p: p.line))
-        reason = f"CSV import {filename}".strip()[:REASON_MAX]
-        changed_rows = prices_changed = retired = restored = 0
-        for row in good:
-            package = row.package
-            old_price, old_active = package.price_cents, package.active
-            if row.price == old_price and row.active == old_active:
-                continue
-            changed_rows += 1
-            package.version += 1
-            if row.price != old_price:
-                package.price_cents = row.price
-                prices_changed += 1
-                _record_change(package, "price", old_price, row.price, actor, reason, now)
-                audit.record("price.changed", object_type="package", object_id=package.id, actor=actor,
-                             strength_id=package.strength_id, units=package.units, old_price_cents=old_price,
-                             new_price_cents=row.price, reason=reason, line=row.line)
-            if row.active != old_active:
-                package.active = row.active
-                kind = "restored" if row.active else "retired"
-                retired += not row.active
-                restored += row.active
-                _record_change(package, kind, row.price, row.price, actor, reason, now)
-                audit.record(f"package.{kind}", object_type="package", object_id=package.id, actor=actor,
-                             strength_id=package.strength_id, units=package.units, reason=reason,
-                             line=row.line)
-        audit.record("prices.imported", object_type="price_file", object_id=filename or None, actor=actor,
-                     rows=len(good), price_changes=prices_changed, retired=retired, restored=restored)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    return ImportReport(len(good), changed_rows, prices_changed, retired, restored)

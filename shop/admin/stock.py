@@ -1,25 +1,17 @@
-"""Admin stock management: receive lots, adjust them, thresholds, the ledger, low stock, expiring lots,
-and the stock CSV.
+"""Admin stock management: receive lots, adjust them, thresholds, the ledger, low stock and expiring
+lots (the stock CSV is in stock_csv).
 
 Each change runs in one transaction (begin_write first), writes its ledger lines with the admin as
-actor and an audit row, and changes nothing when refused (StockError carries {field: message}).
+actor and an audit row, and changes nothing when refused (common.Refused carries {field: message}).
 The stock arithmetic itself (lots, counters, expiry) lives in shop.inventory.services.
-
-Stock CSV: one row per lot, columns CSV_COLUMNS (supplier_reference optional). Importing it checks
-every row first and applies nothing if any row is wrong; a good file is applied in one transaction:
-a lot not yet recorded is received (with units_remaining as its units), and a recorded lot whose
-units_remaining differs gets a count-correction adjustment to the new count. Expiry dates of
-recorded lots cannot be changed by import; their supplier reference is ignored.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
@@ -27,6 +19,7 @@ from sqlalchemy.orm import contains_eager, joinedload
 
 from shop import audit
 from shop.accounts.models import User
+from shop.admin.common import Refused, refuse
 from shop.catalog.models import Package, Product, Strength
 from shop.database import begin_write
 from shop.extensions import db
@@ -48,21 +41,6 @@ SUPPLIER_REFERENCE_MAX = 120
 NOTE_MAX = 200
 # Units can only leave stock for these reasons; count corrections and returns go either way.
 OUTGOING_REASONS = ("damaged", "expired")
-
-CSV_COLUMNS = ("product_slug", "strength_slug", "lot_number", "expiry_date", "units_remaining",
-               "supplier_reference")
-CSV_REQUIRED = CSV_COLUMNS[:5]
-MAX_IMPORT_BYTES = 2 * 1024 * 1024
-MAX_IMPORT_ROWS = 10_000
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-class StockError(Exception):
-    """A stock change refused; `errors` maps form field names to messages. Nothing was changed."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
 
 
 # Reading ---------------------------------------------------------------------------------------
@@ -257,7 +235,7 @@ def expiring(days: int = EXPIRING_DAYS, day: dt.date | None = None) -> list[LotS
 # Changing --------------------------------------------------------------------------------------
 
 
-def _lot_number_error(lot_number: str) -> str | None:
+def lot_number_error(lot_number: str) -> str | None:
     if not lot_number:
         return "Enter the lot number."
     if len(lot_number) > LOT_NUMBER_MAX:
@@ -267,11 +245,11 @@ def _lot_number_error(lot_number: str) -> str | None:
     return None
 
 
-def _new_lot_errors(lot_number: str, expiry_date: dt.date | None, units: int | None,
-                    supplier_reference: str, day: dt.date) -> dict[str, str]:
+def new_lot_errors(lot_number: str, expiry_date: dt.date | None, units: int | None,
+                   supplier_reference: str, day: dt.date) -> dict[str, str]:
     """The rules for a new lot, apart from uniqueness; keys are the receive form's fields."""
     errors: dict[str, str] = {}
-    if message := _lot_number_error(lot_number):
+    if message := lot_number_error(lot_number):
         errors["lot_number"] = message
     if expiry_date is None:
         errors["expiry_date"] = "Enter the expiry date."
@@ -301,19 +279,14 @@ def _on_hand_allocated(strength_id: int) -> tuple[int, int]:
     return on_hand, allocated
 
 
-def _refuse(errors: dict[str, str]) -> StockError:
-    db.session.rollback()
-    return StockError(errors)
-
-
 def receive(strength: Strength, *, lot_number: str, expiry_date: dt.date | None, units: int | None,
             supplier_reference: str, actor: User) -> StockLot:
-    """Receive a new lot into a strength. :raise StockError: per field; nothing saved."""
+    """Receive a new lot into a strength. :raise Refused: per field; nothing saved."""
     lot_number, supplier_reference = lot_number.strip(), supplier_reference.strip()
     begin_write()
     day = inventory.today()
     inventory.lock_strengths([strength.id])
-    errors = _new_lot_errors(lot_number, expiry_date, units, supplier_reference, day)
+    errors = new_lot_errors(lot_number, expiry_date, units, supplier_reference, day)
     if "lot_number" not in errors and (existing := _find_lot(strength.id, lot_number)) is not None:
         errors["lot_number"] = (f"Lot {existing.lot_number} is already recorded for this strength "
                                 f"(received {existing.received_at:%Y-%m-%d}); adjust that lot instead.")
@@ -321,7 +294,7 @@ def receive(strength: Strength, *, lot_number: str, expiry_date: dt.date | None,
             and _on_hand_allocated(strength.id)[0] + units > MAX_ON_HAND:
         errors["units"] = f"On hand cannot exceed {MAX_ON_HAND:,} units."
     if errors:
-        raise _refuse(errors)
+        refuse(errors)
     assert expiry_date is not None and units is not None
     try:
         lot = inventory.add_lot(strength, lot_number=lot_number, expiry_date=expiry_date, units=units,
@@ -333,7 +306,7 @@ def receive(strength: Strength, *, lot_number: str, expiry_date: dt.date | None,
         db.session.commit()
     except sa.exc.IntegrityError:
         # The same lot number saved by a simultaneous receipt.
-        raise _refuse({"lot_number": "This lot was recorded meanwhile; adjust that lot instead."}) from None
+        refuse({"lot_number": "This lot was recorded meanwhile; adjust that lot instead."})
     return lot
 
 
@@ -358,7 +331,7 @@ def _adjustment_errors(lot: StockLot, units: int, reason_code: str, on_hand: int
 
 def adjust(strength: Strength, *, lot_id: int | None, units: int | None, reason_code: str, note: str,
            actor: User) -> StockMovement:
-    """Add or remove units of one lot, with a reason. :raise StockError: per field; nothing saved."""
+    """Add or remove units of one lot, with a reason. :raise Refused: per field; nothing saved."""
     note = note.strip()
     begin_write()
     day = inventory.today()
@@ -381,22 +354,24 @@ def adjust(strength: Strength, *, lot_id: int | None, units: int | None, reason_
         assert lot is not None and units is not None
         errors = _adjustment_errors(lot, units, reason_code, *_on_hand_allocated(strength.id), day)
     if errors:
-        raise _refuse(errors)
+        refuse(errors)
     assert lot is not None and units is not None
-    movement = _apply_adjustment(strength.id, lot, units, reason_code, note, actor, day, source="form")
+    movement = apply_adjustment(strength.id, lot, units, reason_code, note, actor, source="form")
     inventory.settle_expired(strength.id, day, actor.id)
     db.session.commit()
     return movement
 
 
-def _apply_adjustment(strength_id: int, lot: StockLot, units: int, reason_code: str, note: str,
-                      actor: User, day: dt.date, *, source: str) -> StockMovement:
+def apply_adjustment(strength_id: int, lot: StockLot, units: int, reason_code: str, note: str,
+                     actor: User, *, source: str) -> StockMovement:
+    """Add `units` (signed) to the lot with its ledger line and audit row, in the caller's write
+    transaction (the caller commits). :raise Refused: the inventory refuses it; rolled back."""
     before = lot.units_remaining
     try:
         movement = inventory.adjust_lot(lot.id, strength_id, units, reason_code=reason_code, note=note,
                                         actor_id=actor.id)
     except inventory.StockRefused as error:
-        raise _refuse({"change": f"{error}; nothing was changed."}) from None
+        refuse({"change": f"{error}; nothing was changed."})
     audit.record("stock.adjusted", object_type="strength", object_id=strength_id, actor=actor,
                  lot=lot.lot_number, units=units, reason_code=reason_code, note=note,
                  lot_units_before=before, lot_units_after=before + units, source=source)
@@ -406,8 +381,8 @@ def _apply_adjustment(strength_id: int, lot: StockLot, units: int, reason_code: 
 def set_threshold(strength: Strength, units: int | None, actor: User) -> None:
     """Set the low-stock threshold in units; None returns to the shop default."""
     if units is not None and not 0 <= units <= MAX_UNITS:
-        raise StockError({"low_stock_units": f"Enter between 0 and {MAX_UNITS:,} units, or leave it empty "
-                                             "for the default."})
+        raise Refused({"low_stock_units": f"Enter between 0 and {MAX_UNITS:,} units, or leave it empty "
+                                          "for the default."})
     begin_write()
     before = db.session.scalar(sa.select(Strength.low_stock_units).where(Strength.id == strength.id))
     db.session.execute(sa.update(Strength).where(Strength.id == strength.id).values(low_stock_units=units)
@@ -415,256 +390,3 @@ def set_threshold(strength: Strength, units: int | None, actor: User) -> None:
     audit.record("stock.threshold_changed", object_type="strength", object_id=strength.id, actor=actor,
                  before=before, after=units)
     db.session.commit()
-
-
-# CSV -------------------------------------------------------------------------------------------
-
-
-def _spreadsheet_safe(text: str) -> str:
-    """A cell a spreadsheet would run as a formula gets a leading apostrophe (undone on import)."""
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
-def _from_spreadsheet(text: str) -> str:
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
-
-
-def export_csv(day: dt.date | None = None) -> str:
-    """Every lot with units left or not yet expired, as the import reads them."""
-    day = day or inventory.today()
-    rows = db.session.execute(
-        sa.select(Product.slug, Strength.slug, StockLot.lot_number, StockLot.expiry_date,
-                  StockLot.units_remaining, StockLot.supplier_reference)
-        .join(Strength, Strength.id == StockLot.strength_id).join(Product, Product.id == Strength.product_id)
-        .where(sa.or_(StockLot.units_remaining > 0, StockLot.expiry_date >= day))
-        .order_by(Product.slug, Strength.position, Strength.id, StockLot.expiry_date, StockLot.id))
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for product, strength, lot, expiry, units, supplier in rows:
-        writer.writerow([product, strength, lot, expiry.isoformat(), units,
-                         _spreadsheet_safe(supplier or "")])
-    return out.getvalue()
-
-
-@dataclass(frozen=True)
-class RowError:
-    line: int | None  # the file's line number; None for the file as a whole
-    message: str
-
-
-@dataclass
-class ImportResult:
-    errors: list[RowError] = field(default_factory=list)
-    rows: int = 0
-    received: int = 0
-    adjusted: int = 0
-    unchanged: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-@dataclass
-class _Row:
-    line: int
-    product_slug: str
-    strength_slug: str
-    lot_number: str
-    expiry_text: str
-    units_text: str
-    supplier_reference: str
-    strength_id: int | None = None
-    expiry_date: dt.date | None = None
-    units: int | None = None
-    lot: StockLot | None = None
-
-
-def _read_rows(data: bytes, result: ImportResult) -> list[_Row]:
-    if len(data) > MAX_IMPORT_BYTES:
-        result.errors.append(RowError(None, f"The file is larger than {MAX_IMPORT_BYTES // 2**20} MB."))
-        return []
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        result.errors.append(RowError(None, "The file is not UTF-8 text; save it as CSV UTF-8."))
-        return []
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows: list[_Row] = []
-    try:
-        header = [name.strip().lower() for name in next(reader, [])]
-        missing = [name for name in CSV_REQUIRED if name not in header]
-        unknown = [name for name in header if name not in CSV_COLUMNS]
-        if not header:
-            result.errors.append(RowError(None, "The file is empty."))
-            return []
-        if missing or unknown or len(set(header)) != len(header):
-            result.errors.append(RowError(1, "The first line must name the columns "
-                                             f"{', '.join(CSV_COLUMNS)} (the last is optional), each once."
-                                             + (f" Missing: {', '.join(missing)}." if missing else "")
-                                             + (f" Unknown: {', '.join(unknown)}." if unknown else "")))
-            return []
-        for values in reader:
-            if not any(value.strip() for value in values):
-                continue  # blank lines, e.g. at the end
-            line = reader.line_num
-            if len(values) != len(header):
-                result.errors.append(RowError(line, f"Expected {len(header)} values, found {len(values)}."))
-                continue
-            cells = {name: value.strip() for name, value in zip(header, values, strict=True)}
-            rows.append(_Row(line, cells["product_slug"], cells["strength_slug"], cells["lot_number"],
-                             cells["expiry_date"], cells["units_remaining"],
-                             _from_spreadsheet(cells.get("supplier_reference", ""))))
-            if len(rows) > MAX_IMPORT_ROWS:
-                result.errors.append(RowError(line, f"A file may hold at most {MAX_IMPORT_ROWS:,} lots."))
-                return []
-    except csv.Error as error:
-        result.errors.append(RowError(reader.line_num, f"This line is not valid CSV ({error})."))
-    if not rows and not result.errors:
-        result.errors.append(RowError(None, "The file has no lots below its header line."))
-    return rows
-
-
-def _parse_cells(row: _Row) -> list[str]:
-    problems = []
-    try:
-        row.expiry_date = dt.date.fromisoformat(row.expiry_text)
-    except ValueError:
-        problems.append(f"expiry_date {row.expiry_text!r} is not a date written YYYY-MM-DD.")
-    if re.fullmatch(r"\d{1,10}", row.units_text):
-        row.units = int(row.units_text)
-    else:
-        problems.append(f"units_remaining {row.units_text!r} is not a whole number of 0 or more.")
-    if message := _lot_number_error(row.lot_number):
-        problems.append(f"lot_number: {message}")
-    return problems
-
-
-def _row_problems(row: _Row, day: dt.date) -> list[str]:
-    """The rules for one row against the database (its strength and lot already looked up)."""
-    assert row.units is not None and row.expiry_date is not None
-    lot = row.lot
-    if lot is None:
-        errors = _new_lot_errors(row.lot_number, row.expiry_date, row.units, row.supplier_reference, day)
-        names = {"lot_number": "lot_number", "expiry_date": "expiry_date", "units": "units_remaining",
-                 "supplier_reference": "supplier_reference"}
-        return [f"New lot {row.lot_number}: {names[key]}: {message}" for key, message in errors.items()]
-    if row.expiry_date != lot.expiry_date:
-        return [f"Lot {lot.lot_number} expires on {lot.expiry_date.isoformat()}, not "
-                f"{row.expiry_date.isoformat()}; an import cannot change an expiry date."]
-    if row.units > lot.units_received:
-        return [f"Lot {lot.lot_number} was received with {lot.units_received:,} units and cannot hold "
-                f"{row.units:,}; receive the extra units as a new lot."]
-    if row.units > lot.units_remaining and lot.expiry_date < day:
-        return [f"Lot {lot.lot_number} has expired: its units cannot be added back to stock."]
-    return []
-
-
-def import_csv(data: bytes, actor: User) -> ImportResult:
-    """Check every row, then apply them all in one transaction, or nothing if any row is wrong."""
-    result = ImportResult()
-    rows = _read_rows(data, result)
-    if result.errors:
-        return result
-    result.rows = len(rows)
-    begin_write()
-    day = inventory.today()
-    ids = {(p, s): sid for sid, p, s in db.session.execute(
-        sa.select(Strength.id, Product.slug, Strength.slug).join(Product, Product.id == Strength.product_id))}
-    keys = {(r.product_slug, r.strength_slug) for r in rows}
-    wanted = {sid for key, sid in ids.items() if key in keys}
-    inventory.lock_strengths(wanted)  # then read the counters and lots they guard
-    counters = {sid: (on_hand, allocated) for sid, on_hand, allocated in db.session.execute(
-        sa.select(Strength.id, Strength.stock_on_hand, Strength.stock_allocated)
-        .where(Strength.id.in_(wanted)))}
-    strengths = {key: (sid, *counters[sid]) for key, sid in ids.items() if sid in counters}
-    lots = {(lot.strength_id, lot.lot_number.lower()): lot for lot in db.session.scalars(
-        sa.select(StockLot).where(StockLot.strength_id.in_(wanted))
-        .order_by(StockLot.strength_id, StockLot.id)
-        .with_for_update().execution_options(populate_existing=True))}
-
-    seen: dict[tuple[int, str], int] = {}
-    change: dict[int, int] = {}  # strength id -> change of on-hand
-    lines_of: dict[int, list[int]] = {}
-    for row in rows:
-        problems = _parse_cells(row)
-        found = strengths.get((row.product_slug, row.strength_slug))
-        if found is None:
-            problems.insert(0, f"No strength {row.strength_slug!r} of product {row.product_slug!r} in the "
-                               "catalog.")
-        if found is not None and not problems:
-            row.strength_id = found[0]
-            key = (row.strength_id, row.lot_number.lower())
-            if key in seen:
-                problems.append(f"Lot {row.lot_number} is listed twice (first on line {seen[key]}).")
-            else:
-                seen[key] = row.line
-                row.lot = lots.get(key)
-                problems += _row_problems(row, day)
-        if problems:
-            result.errors += [RowError(row.line, message) for message in problems]
-            continue
-        assert row.strength_id is not None and row.units is not None
-        delta = row.units - (row.lot.units_remaining if row.lot else 0)
-        change[row.strength_id] = change.get(row.strength_id, 0) + delta
-        lines_of.setdefault(row.strength_id, []).append(row.line)
-    for (product_slug, strength_slug), (sid, on_hand, allocated) in strengths.items():
-        if sid not in change:
-            continue
-        after = on_hand + change[sid]
-        where = ", ".join(str(n) for n in lines_of[sid])
-        if after < allocated:
-            result.errors.append(RowError(lines_of[sid][0], (
-                f"{product_slug} {strength_slug}: on hand would fall to {after:,}, below the {allocated:,} "
-                f"units allocated to orders (lines {where}).")))
-        elif after > MAX_ON_HAND:
-            result.errors.append(RowError(lines_of[sid][0], (
-                f"{product_slug} {strength_slug}: on hand cannot exceed {MAX_ON_HAND:,} units "
-                f"(lines {where}).")))
-    if result.errors:
-        db.session.rollback()
-        result.errors.sort(key=lambda e: e.line or 0)
-        return result
-    _apply_import(rows, actor, day, result)
-    return result
-
-
-def _apply_import(rows: list[_Row], actor: User, day: dt.date, result: ImportResult) -> None:
-    touched = set()
-    for row in rows:
-        assert row.strength_id is not None and row.units is not None and row.expiry_date is not None
-        if row.lot is None:
-            strength = db.session.get(Strength, row.strength_id)
-            assert strength is not None
-            inventory.add_lot(strength, lot_number=row.lot_number, expiry_date=row.expiry_date,
-                              units=row.units, supplier_reference=row.supplier_reference, actor_id=actor.id)
-            audit.record("stock.received", object_type="strength", object_id=row.strength_id, actor=actor,
-                         lot=row.lot_number, expiry_date=row.expiry_date.isoformat(), units=row.units,
-                         supplier_reference=row.supplier_reference, source="csv")
-            result.received += 1
-        elif row.units != row.lot.units_remaining:
-            note = f"CSV import: counted {row.units:,} (was {row.lot.units_remaining:,})"
-            try:
-                _apply_adjustment(row.strength_id, row.lot, row.units - row.lot.units_remaining,
-                                  "count_correction", note, actor, day, source="csv")
-            except StockError as error:  # rolled back: only a change made meanwhile gets here
-                result.errors.append(RowError(row.line, str(error)))
-                result.received = result.adjusted = result.unchanged = 0
-                return
-            result.adjusted += 1
-        else:
-            result.unchanged += 1
-            continue
-        touched.add(row.strength_id)
-    for strength_id in sorted(touched):
-        inventory.settle_expired(strength_id, day, actor.id)
-    audit.record("stock.imported", object_type="stock", actor=actor, rows=result.rows,
-                 received=result.received, adjusted=result.adjusted, unchanged=result.unchanged)
-    try:
-        db.session.commit()
-    except sa.exc.IntegrityError:
-        db.session.rollback()
-        result.errors.append(RowError(None, "A lot in the file was recorded meanwhile; nothing was applied. "
-                                            "Export the stock again and retry."))
-        result.received = result.adjusted = result.unchanged = 0

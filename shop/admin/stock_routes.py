@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, IntegerField, SelectField, StringField, SubmitField, TextAreaField
@@ -14,7 +14,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 
 from shop import access
-from shop.admin import stock
+from shop.admin import csv_files, stock, stock_csv
+from shop.admin.common import Refused, or_404
 from shop.catalog.models import Product, Strength
 from shop.extensions import db
 from shop.form_errors import apply_errors
@@ -57,7 +58,7 @@ class ThresholdForm(FlaskForm):
 
 class ImportForm(FlaskForm):
     file = FileField("Stock CSV file", validators=[FileRequired("Choose a CSV file.")],
-                     description=f"UTF-8 CSV, up to {stock.MAX_IMPORT_BYTES // 1024 // 1024} MB.")
+                     description=f"UTF-8 CSV, up to {csv_files.size_text(stock_csv.LAYOUT.max_bytes)}.")
     submit = SubmitField("Check and import")
 
 
@@ -65,10 +66,7 @@ _me = access.me
 
 
 def _strength_or_404(strength_id: int) -> Strength:
-    strength = stock.get_strength(strength_id)
-    if strength is None:
-        abort(404)
-    return strength
+    return or_404(stock.get_strength(strength_id))
 
 
 def _lot_choices(detail: stock.StrengthDetail) -> list[SelectChoice]:
@@ -122,7 +120,7 @@ def receive(strength_id: int) -> Any:
             lot = stock.receive(item, lot_number=form.lot_number.data or "",
                                 expiry_date=form.expiry_date.data, units=form.units.data,
                                 supplier_reference=form.supplier_reference.data or "", actor=_me())
-        except stock.StockError as error:
+        except Refused as error:
             apply_errors(form, error.errors)
         else:
             flash(f"Received {lot.units_received:,} units as lot {lot.lot_number}.", "success")
@@ -143,7 +141,7 @@ def adjust(strength_id: int) -> Any:
             movement = stock.adjust(item, lot_id=int(lot) if lot.isdigit() and len(lot) < 10 else None,
                                     units=form.change.data, reason_code=form.reason_code.data or "",
                                     note=form.note.data or "", actor=_me())
-        except stock.StockError as error:
+        except Refused as error:
             apply_errors(form, error.errors)
         else:
             reason = ADJUSTMENT_REASONS[movement.reason_code or ""]
@@ -161,7 +159,7 @@ def threshold(strength_id: int) -> Any:
     if form.validate_on_submit():
         try:
             stock.set_threshold(item, form.low_stock_units.data, _me())
-        except stock.StockError as error:
+        except Refused as error:
             apply_errors(form, error.errors)
         else:
             flash("Low-stock threshold saved.", "success")
@@ -215,10 +213,7 @@ def expiring() -> str:
 @bp.get("/export.csv")
 @access.admin
 def export() -> Response:
-    filename = f"stock-{today().isoformat()}.csv"
-    return Response(stock.export_csv(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                             "Cache-Control": "no-store"})
+    return csv_files.download(stock_csv.export_csv(), f"stock-{today().isoformat()}.csv")
 
 
 @bp.route("/import", methods=["GET", "POST"])
@@ -228,11 +223,11 @@ def import_stock() -> Any:
     form = ImportForm()
     result = None
     if form.validate_on_submit():
-        result = stock.import_csv(form.file.data.read(stock.MAX_IMPORT_BYTES + 1), _me())
+        result = stock_csv.import_csv(form.file.data.read(stock_csv.LAYOUT.max_bytes + 1), _me())
         if result.ok:
             flash(f"Imported {result.rows:,} lot(s): {result.received:,} received, {result.adjusted:,} "
                   f"count(s) corrected, {result.unchanged:,} unchanged.", "success")
             return redirect(url_for("admin_stock.index"))
     status = 422 if request.method == "POST" else 200
     return render_template("admin/stock/import.html", form=form, result=result,
-                           columns=stock.CSV_COLUMNS), status
+                           columns=stock_csv.LAYOUT.columns), status

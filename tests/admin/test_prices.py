@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from shop.accounts.models import Address, User
-from shop.admin import prices
+from shop.admin import prices, prices_csv
 from shop.audit import AuditEvent, utcnow
 from shop.cart import services as cart
 from shop.catalog.models import Package, Product, Strength
@@ -624,7 +624,8 @@ def test_a_file_with_bad_rows_applies_nothing_and_lists_each_one(app: Flask, adm
 
 @pytest.mark.parametrize(("content", "message"), [
     ("product,price\nnaltrexone,1.00\n",
-     "The first line must name the columns product_slug,strength_slug,units,price,active."),
+     "The first line must name the columns product_slug,strength_slug,units,price,active. Missing: "
+     "product_slug, strength_slug, units, active. Unknown: product."),
     ("product_slug,strength_slug,units,price,active\n", "The file has no rows after the column names."),
     (b"\xff\xfe\x00bad", "The file is not UTF-8 text: save it as CSV (UTF-8)."),
     ("", "The file is empty."),
@@ -649,7 +650,7 @@ def test_nobody_but_an_admin_can_read_or_change_prices(
                                      effective_at=utcnow() + dt.timedelta(days=1))
         assert pending.changed == 1
         pending_id = db.session.scalar(sa.select(PriceChange.id))
-        exported = prices.export_csv()
+        exported = prices_csv.export_csv()
     client = app.test_client() if role == "visitor" else signed_in(role)
     token = csrf_token(client, "/account/sign-in" if role == "visitor" else "/account")
     expected = 302 if role == "visitor" else 403
