@@ -62,6 +62,11 @@ class Config:
     PRESCRIPTION_S3_REGION = os.environ.get("PRESCRIPTION_S3_REGION", "us-east-1")
     PRESCRIPTION_ENCRYPTION_KEY = os.environ.get("PRESCRIPTION_ENCRYPTION_KEY", "")
     PRESCRIPTION_KEY_AUTOCREATE = False
+    # Uploaded PDFs are parsed and drawn in a child process (shop/prescriptions/pdf_sandbox.py):
+    # it is killed after this many seconds (its CPU time is capped to the same, rounded up) and
+    # its address space is capped at this many MB, so a hostile PDF cannot hang or bloat a worker.
+    PDF_RENDER_TIMEOUT_SECONDS = float(os.environ.get("PDF_RENDER_TIMEOUT_SECONDS") or 15)
+    PDF_RENDER_MEMORY_MB = _env_int("PDF_RENDER_MEMORY_MB", 512)
     # Encrypts two-factor (TOTP) secrets in the database; a key of its own, never in the database.
     ACCOUNT_SECRETS_KEY = os.environ.get("ACCOUNT_SECRETS_KEY", "")
     ACCOUNT_SECRETS_KEY_AUTOCREATE = False

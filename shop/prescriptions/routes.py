@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ from shop.catalog.models import Product
 from shop.extensions import db
 from shop.prescriptions import forms, services
 from shop.prescriptions.storage import StorageError, TamperedFile, store_for_app
-from shop.prescriptions.validation import UploadRefused, render_pdf_page
+from shop.prescriptions.validation import PdfTooDemanding, UploadRefused, render_pdf_page
 
 bp = Blueprint("prescriptions", __name__, url_prefix="/prescriptions")
 
@@ -106,14 +107,47 @@ def file(prescription_id: int, file_id: int) -> Response:
     if page is not None and record.content_type == "application/pdf":
         try:
             data = render_pdf_page(data, page)
+        except PdfTooDemanding as stopped:
+            # In place of the page on the review page: a picture saying so, not a broken image.
+            return _document_response(_page_not_drawn_svg(stopped.reason), "image/svg+xml", status=503)
         except UploadRefused:
             abort(404)
         content_type, extension = "image/png", "png"
-    response = Response(data, mimetype=content_type)
     disposition = "attachment" if download else "inline"
     name = f"prescription-{prescription_id}-{record.position + 1}.{extension}"
+    response = _document_response(data, content_type)
     response.headers["Content-Disposition"] = f'{disposition}; filename="{name}"'
+    return response
+
+
+def _document_response(data: bytes, content_type: str, status: int = 200) -> Response:
+    response = Response(data, status=status, mimetype=content_type)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+_PAGE_NOT_DRAWN = {
+    "time": "This page could not be drawn in time.",
+    "memory": "This page is too large or complex to draw.",
+}
+
+
+def _page_not_drawn_svg(reason: str) -> bytes:
+    """A picture with the reason and what to do, shown where the page would be.
+
+    Browsers show an image's body whatever the status, so the 503 still displays. Fixed text only.
+    """
+    lines = [_PAGE_NOT_DRAWN.get(reason, _PAGE_NOT_DRAWN["memory"]),
+             "Download the file to read it, or ask the customer for a photo."]
+    text = "".join(
+        f'<text x="40" y="{110 + 50 * i}" font-size="{26 if i == 0 else 20}">{escape(line)}</text>'
+        for i, line in enumerate(lines)
+    )
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="800" height="260" viewBox="0 0 800 260" '
+        f'role="img" aria-label="{escape(lines[0])}" font-family="sans-serif" fill="#222">'
+        '<rect x="1" y="1" width="798" height="258" fill="#f6f6f6" stroke="#888" stroke-width="2"/>'
+        f"{text}</svg>"
+    ).encode()

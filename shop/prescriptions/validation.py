@@ -7,10 +7,12 @@ as hostile:
 * Images are decoded fully by Pillow (bomb and truncation checks on) and re-encoded from pixels, so
   EXIF (GPS included), ICC profiles, comments, text chunks and anything appended after the image
   (polyglots) are left behind.
-* PDFs are parsed by pypdf, refused if they carry active or hidden content (JavaScript, launch
-  actions, attachments, media, XFA, form submission, links to other files), then rewritten page by
-  page so that trailing data, incremental updates, metadata and the catalog are dropped, and the
-  rewritten file must open and render in PDFium.
+* PDFs are never opened in this process. `pdf_worker` (run by `pdf_sandbox` in a child process with
+  a time limit, a memory cap and no secrets) parses them with pypdf, refuses active or hidden
+  content (JavaScript, launch actions, attachments, media, XFA, form submission, links to other
+  files), rewrites them page by page so that trailing data, incremental updates, metadata and the
+  catalog are dropped, and checks that the rewritten file renders in PDFium. A PDF that takes
+  longer or needs more memory than the limits allow is refused (`PdfTooDemanding`).
 
 `validate_upload` raises `UploadRefused` and nothing else, whatever the bytes are; its `message` is
 a sentence that can be shown to the customer as it is.
@@ -19,25 +21,24 @@ a sentence that can be shown to the customer as it is.
 from __future__ import annotations
 
 import logging
-import math
-import re
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Final
 
-import pypdfium2 as pdfium
 from PIL import Image, ImageFile, ImageOps
-from pypdf import PdfReader, PdfWriter
-from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
+
+from shop.prescriptions import pdf_sandbox
+from shop.prescriptions.pdf_sandbox import PdfLimits
+from shop.prescriptions.pdf_worker import MAX_PDF_PAGES, PDF_MAGIC, PDF_NO_SUCH_PAGE, PDF_UNREADABLE
 
 __all__ = [
     "MAX_BYTES",
     "MAX_PDF_PAGES",
     "CleanFile",
+    "PdfLimits",
+    "PdfTooDemanding",
     "UploadRefused",
     "render_pdf_page",
     "validate_upload",
@@ -46,7 +47,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_BYTES: Final = 10 * 1024 * 1024  # 10 MB per file
-MAX_PDF_PAGES: Final = 20
 
 # Image limits. 50 megapixels is more than any phone camera; the sides guard against images that
 # decode fine but cannot be a photo of a sheet of paper (a 1 x 40000 strip, a 10 x 10 icon).
@@ -56,17 +56,10 @@ MAX_IMAGE_SIDE: Final = 20_000
 MAX_ASPECT_RATIO: Final = 20
 JPEG_QUALITY: Final = 90
 
-# Upper bound on the PDF objects (indirect objects and nested dictionaries/arrays) we walk looking
-# for active content; a genuine prescription has a few hundred at most.
-MAX_PDF_OBJECTS: Final = 200_000
-# The PDFium render check draws each page into a thumbnail no larger than this on either side.
-CHECK_RENDER_SIDE: Final = 200
-
 JPEG_MAGIC: Final = b"\xff\xd8\xff"
 PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
-PDF_MAGIC: Final = b"%PDF-"
 
-# The customer-facing sentences, one per reason.
+# The customer-facing sentences, one per reason (the PDF ones live in pdf_worker).
 EMPTY: Final = "The file is empty."
 TOO_LARGE: Final = "This file is larger than 10 MB. Please send a smaller photo or PDF."
 WRONG_TYPE: Final = (
@@ -86,73 +79,11 @@ IMAGE_TOO_SMALL: Final = "This image is too small to read. Please send a clearer
 IMAGE_ODD_SHAPE: Final = (
     "This image is too long or too narrow to be a photo of a prescription. Please send a normal photo."
 )
-PDF_UNREADABLE: Final = "We could not read this PDF. It may be damaged. Please send a scan or photo instead."
-PDF_ENCRYPTED: Final = (
-    "This PDF is password-protected. Please send a copy without a password, or a scan or photo instead."
-)
-PDF_NO_PAGES: Final = "This PDF has no pages."
-PDF_NO_SUCH_PAGE: Final = "This PDF does not have that page."
-PDF_TOO_MANY_PAGES: Final = (
-    "This PDF has more than 20 pages. Please send only the pages of your prescription."
-)
-PDF_TOO_COMPLEX: Final = "This PDF is too complex for us to check. Please send a scan or photo instead."
-PDF_JAVASCRIPT: Final = (
-    "This PDF contains JavaScript, which we do not accept. Please send a scan or photo instead."
-)
-PDF_LAUNCH: Final = (
-    "This PDF contains an action that starts a program, which we do not accept. "
-    "Please send a scan or photo instead."
-)
-PDF_EMBEDDED_FILE: Final = (
-    "This PDF contains attached or embedded files, which we do not accept. "
-    "Please send a scan or photo instead."
-)
-PDF_RICH_MEDIA: Final = (
-    "This PDF contains embedded media (video, sound or Flash), which we do not accept. "
-    "Please send a scan or photo instead."
-)
-PDF_XFA: Final = (
-    "This PDF is an XFA form, which we do not accept. Please print it to a plain PDF, "
-    "or send a scan or photo instead."
-)
-PDF_FORM_ACTION: Final = (
-    "This PDF contains a form that sends or loads data, which we do not accept. "
-    "Please send a scan or photo instead."
-)
-PDF_REMOTE_LINK: Final = (
-    "This PDF contains links that open other files, which we do not accept. "
-    "Please send a scan or photo instead."
+PDF_TOO_SLOW: Final = "This PDF could not be read in time. Please upload a photo or a simpler PDF."
+PDF_TOO_BIG: Final = (
+    "This PDF is too large or complex for us to read. Please upload a photo or a simpler PDF."
 )
 
-# PDF names that mark active or hidden content, whether they appear as a dictionary key
-# (/JS, /EmbeddedFiles, /XFA) or as a value (/S /JavaScript, /Subtype /FileAttachment).
-_FORBIDDEN_NAMES: Final[dict[str, str]] = {
-    "/JavaScript": PDF_JAVASCRIPT,
-    "/JS": PDF_JAVASCRIPT,
-    "/Launch": PDF_LAUNCH,
-    "/EmbeddedFiles": PDF_EMBEDDED_FILE,
-    "/EmbeddedFile": PDF_EMBEDDED_FILE,
-    "/FileAttachment": PDF_EMBEDDED_FILE,
-    "/RichMedia": PDF_RICH_MEDIA,
-    "/XFA": PDF_XFA,
-    "/SubmitForm": PDF_FORM_ACTION,
-    "/ImportData": PDF_FORM_ACTION,
-    "/GoToR": PDF_REMOTE_LINK,
-    "/GoToE": PDF_REMOTE_LINK,
-}
-_FORBIDDEN_RAW_NAMES: Final[dict[bytes, str]] = {
-    name.encode("ascii"): message for name, message in _FORBIDDEN_NAMES.items()
-}
-# A PDF name token: "/" and then anything up to whitespace or a delimiter (ISO 32000-1, 7.2.2).
-_RAW_NAME = re.compile(rb"/[^\x00\t\n\x0c\r ()<>\[\]{}/%]*")
-_NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
-
-# Page-level entries the normalised copy leaves out: page actions, private application data and
-# per-page XMP metadata (which can name the author or the software that made the scan).
-_DROPPED_PAGE_KEYS: Final = ("/AA", "/PieceInfo", "/Metadata", "/StructParents")
-
-# PDFium is not thread-safe and the app serves requests on several threads.
-_PDFIUM_LOCK = threading.Lock()
 # warnings.catch_warnings() swaps process-wide state; serialise our own use of it.
 _WARNINGS_LOCK = threading.Lock()
 
@@ -165,6 +96,14 @@ class UploadRefused(ValueError):
         self.message = message
 
 
+class PdfTooDemanding(UploadRefused):
+    """The PDF could not be read within the time or memory limits (`reason`: "time" or "memory")."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(PDF_TOO_SLOW if reason == "time" else PDF_TOO_BIG)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class CleanFile:
     data: bytes  # what to store: the re-encoded image, or the normalised PDF
@@ -173,11 +112,12 @@ class CleanFile:
     pages: int  # 1 for images
 
 
-def validate_upload(data: bytes, filename: str = "") -> CleanFile:
+def validate_upload(data: bytes, filename: str = "", *, limits: PdfLimits | None = None) -> CleanFile:
     """Check an uploaded prescription and return the cleaned copy to store.
 
     `filename` is accepted for the callers' convenience but never influences the decision: a
-    customer's renamed file is judged by its content alone.
+    customer's renamed file is judged by its content alone. `limits` bound the PDF worker; by
+    default the app's PDF_RENDER_* settings.
     """
     del filename  # deliberately unused (see above); it is also not logged, as it may name the patient
     try:
@@ -187,7 +127,7 @@ def validate_upload(data: bytes, filename: str = "") -> CleanFile:
         if data.startswith(PNG_MAGIC):
             return _clean_image(data, "PNG")
         if data.startswith(PDF_MAGIC):
-            return _clean_pdf(data)
+            return _clean_pdf(data, limits)
         raise UploadRefused(WRONG_TYPE)
     except UploadRefused:
         raise
@@ -211,11 +151,15 @@ def _as_bytes(data: object) -> bytes:
     return bytes(data)
 
 
-def render_pdf_page(data: bytes, page_index: int, max_width: int = 1600) -> bytes:
+def render_pdf_page(
+    data: bytes, page_index: int, max_width: int = 1600, *, limits: PdfLimits | None = None
+) -> bytes:
     """A PNG of one page of a PDF that `validate_upload` accepted, at most `max_width` pixels wide.
 
-    Used to show the pharmacist the document without handing their browser the PDF itself.
-    Raises UploadRefused when the page does not exist or the PDF cannot be drawn.
+    Used to show the pharmacist the document without handing their browser the PDF itself. Drawn
+    in the PDF worker, under the same limits as the upload check. Raises PdfTooDemanding when it
+    takes too long or too much memory, UploadRefused when the page does not exist or the PDF
+    cannot be drawn.
     """
     if not 16 <= max_width <= 10_000:
         raise ValueError(f"max_width must be between 16 and 10000, not {max_width}")  # caller's bug
@@ -225,13 +169,12 @@ def render_pdf_page(data: bytes, page_index: int, max_width: int = 1600) -> byte
         data = bytes(data)
         if not data.startswith(PDF_MAGIC):
             raise UploadRefused(PDF_UNREADABLE)
-        with _PDFIUM_LOCK, _pdfium_document(data) as document:
-            count = len(document)
-            if isinstance(page_index, bool) or not isinstance(page_index, int) or not 0 <= page_index < count:
-                raise UploadRefused(PDF_NO_SUCH_PAGE)
-            # Portrait pages come out at max_width; very tall pages are capped at twice that height.
-            image = _render_page(document, page_index, max_width, 2 * max_width)
-        return _encode(image, "PNG", optimize=False)
+        if isinstance(page_index, bool) or not isinstance(page_index, int) or page_index < 0:
+            raise UploadRefused(PDF_NO_SUCH_PAGE)
+        answer = _run_pdf_job({"job": "render", "page": page_index, "max_width": max_width}, data, limits)
+        if not answer.payload.startswith(PNG_MAGIC):
+            raise pdf_sandbox.JobFailed("the PDF worker's image is not a PNG")
+        return answer.payload
     except UploadRefused:
         raise
     except Exception as error:  # same contract as validate_upload
@@ -333,165 +276,20 @@ def _encode(image: Image.Image, pillow_format: str, **options: object) -> bytes:
 # PDFs --------------------------------------------------------------------------------------------
 
 
-def _clean_pdf(data: bytes) -> CleanFile:
-    # Cheap second net first: forbidden names visible in the raw bytes outside stream data.
-    _raw_scan(data)
+def _clean_pdf(data: bytes, limits: PdfLimits | None) -> CleanFile:
+    answer = _run_pdf_job({"job": "clean"}, data, limits)
+    pages = answer.fields.get("pages")
+    if type(pages) is not int or not 1 <= pages <= MAX_PDF_PAGES or not answer.payload.startswith(PDF_MAGIC):
+        raise pdf_sandbox.JobFailed("the PDF worker's normalised copy does not look right")
+    return CleanFile(answer.payload, "application/pdf", "pdf", pages=pages)
+
+
+def _run_pdf_job(job: dict[str, object], data: bytes, limits: PdfLimits | None) -> pdf_sandbox.Answer:
+    """The worker's answer to `job`; its refusals and the limits become UploadRefused."""
     try:
-        reader = PdfReader(BytesIO(data), strict=False)
-        if reader.is_encrypted:
-            raise UploadRefused(PDF_ENCRYPTED)
-        _walk_objects(reader)  # the main net: every object reachable from the trailer
-        page_count = len(reader.pages)
-        if page_count == 0:
-            raise UploadRefused(PDF_NO_PAGES)
-        if page_count > MAX_PDF_PAGES:
-            raise UploadRefused(PDF_TOO_MANY_PAGES)
-        # Every page needs a /MediaBox (inherited ones are copied in by pypdf). Its absence means
-        # the page dictionary did not parse and lenient pypdf kept only the part before the damage;
-        # storing that would silently turn a prescription page into a blank one.
-        if any("/MediaBox" not in page for page in reader.pages):
-            raise UploadRefused(PDF_UNREADABLE)
-        normalised = _normalise(reader)
-    except UploadRefused:
-        raise
-    except Exception:  # pypdf raises many types (PdfReadError, KeyError, zlib.error...)
-        raise UploadRefused(PDF_UNREADABLE) from None
-
-    # Check what we will store, not what was sent: the rewritten file must open in PDFium (the
-    # renderer the pharmacist's view uses) with the same pages, and each page must draw.
-    try:
-        with _PDFIUM_LOCK, _pdfium_document(normalised) as document:
-            if len(document) != page_count:
-                raise UploadRefused(PDF_UNREADABLE)
-            for index in range(page_count):
-                _render_page(document, index, CHECK_RENDER_SIDE, CHECK_RENDER_SIDE)
-    except UploadRefused:
-        raise
-    except Exception:  # PdfiumError, ValueError for absurd page sizes...
-        raise UploadRefused(PDF_UNREADABLE) from None
-    return CleanFile(normalised, "application/pdf", "pdf", pages=page_count)
-
-
-def _raw_scan(data: bytes) -> None:
-    """Refuse when a forbidden name shows in the file's text, stream contents left aside.
-
-    Stream data (images, compressed content) is skipped because random binary holds "/JS" often
-    enough to refuse genuine scans; names hidden in compressed object streams are the object walk's
-    job. Names spelt with #xx escapes (/J#53) are decoded first.
-    """
-    for chunk in _outside_streams(data):
-        for token in _RAW_NAME.findall(chunk):
-            name = _NAME_ESCAPE.sub(lambda match: bytes([int(match.group(1), 16)]), token)
-            message = _FORBIDDEN_RAW_NAMES.get(name)
-            if message is not None:
-                raise UploadRefused(message)
-
-
-def _outside_streams(data: bytes) -> Iterator[bytes]:
-    """The parts of a PDF between `stream` ... `endstream` bodies; linear time, however hostile."""
-    position = 0
-    while True:
-        start = data.find(b"stream", position)
-        while start > 0 and data[start - 3 : start] == b"end":  # "endstream" is not a stream start
-            start = data.find(b"stream", start + 6)
-        if start < 0:
-            yield data[position:]
-            return
-        yield data[position : start + 6]
-        end = data.find(b"endstream", start + 6)
-        if end < 0:
-            # No end marker: no real stream either, so the rest is ordinary text and is scanned.
-            yield data[start + 6 :]
-            return
-        position = end + len(b"endstream")
-
-
-def _walk_objects(reader: PdfReader) -> None:
-    """Visit every object reachable from the trailer and refuse on a forbidden name.
-
-    Iterative with a visited set, so reference cycles and deep nesting cannot hang or overflow
-    it, and capped at MAX_PDF_OBJECTS. Resolving references reads objects out of compressed object
-    streams, which the raw scan cannot see into. Stream data itself is not decoded.
-    """
-    stack: list[object] = [reader.trailer]
-    seen: set[tuple[int, int]] = set()
-    visited = 0
-    while stack:
-        item = stack.pop()
-        if isinstance(item, IndirectObject):
-            key = (item.idnum, item.generation)
-            if key in seen:
-                continue
-            seen.add(key)
-            item = item.get_object()
-        visited += 1
-        if visited > MAX_PDF_OBJECTS:
-            raise UploadRefused(PDF_TOO_COMPLEX)
-        if isinstance(item, DictionaryObject):  # StreamObject included: its dictionary is walked
-            # dict.items, not DictionaryObject.items: keep references unresolved, we resolve above.
-            for key_name, value in dict.items(item):
-                _check_name(key_name)
-                _check_value(value, stack)
-        elif isinstance(item, ArrayObject):
-            for value in list.__iter__(item):
-                _check_value(value, stack)
-        else:
-            _check_name(item)
-
-
-def _check_value(value: object, stack: list[object]) -> None:
-    if isinstance(value, IndirectObject | DictionaryObject | ArrayObject):
-        stack.append(value)
-    else:
-        _check_name(value)  # numbers and strings pass; only names are looked up
-
-
-def _check_name(value: object) -> None:
-    if isinstance(value, NameObject):
-        message = _FORBIDDEN_NAMES.get(str(value))
-        if message is not None:
-            raise UploadRefused(message)
-
-
-def _normalise(reader: PdfReader) -> bytes:
-    """Rewrite the PDF with its pages only.
-
-    The new file has no catalog extras (outlines, names, open actions, forms, XMP), no document
-    information (author, producer), none of the bytes after %%EOF and none of the superseded
-    objects of incremental updates: only the pages and what they draw with.
-    """
-    writer = PdfWriter()
-    for page in reader.pages:
-        writer.add_page(page, excluded_keys=_DROPPED_PAGE_KEYS)
-    writer.metadata = None  # PdfWriter adds /Producer by default
-    output = BytesIO()
-    writer.write(output)
-    return output.getvalue()
-
-
-@contextmanager
-def _pdfium_document(data: bytes) -> Iterator[pdfium.PdfDocument]:
-    """Open bytes with PDFium and make sure the document is closed. Hold _PDFIUM_LOCK around it."""
-    document = pdfium.PdfDocument(data)
-    try:
-        yield document
-    finally:
-        document.close()
-
-
-def _render_page(document: pdfium.PdfDocument, index: int, max_width: int, max_height: int) -> Image.Image:
-    """Draw one page no larger than max_width x max_height pixels, whatever size the page claims."""
-    page = document[index]
-    try:
-        width, height = page.get_size()
-        if not (math.isfinite(width) and math.isfinite(height)) or width < 1 or height < 1:
-            raise UploadRefused(PDF_UNREADABLE)
-        # A hair under the exact fit: PDFium rounds the bitmap size up, which would add a pixel.
-        scale = min(max_width / width, max_height / height) * 0.999_999
-        bitmap = page.render(scale=scale, may_draw_forms=False)
-        try:
-            return bitmap.to_pil().copy()  # copy: to_pil shares the buffer that close() frees
-        finally:
-            bitmap.close()
-    finally:
-        page.close()
+        answer = pdf_sandbox.run(job, data, limits or PdfLimits.from_config())
+    except pdf_sandbox.JobStopped as stopped:
+        raise PdfTooDemanding(stopped.reason) from None
+    if answer.refused is not None:
+        raise UploadRefused(answer.refused)
+    return answer
