@@ -22,13 +22,24 @@ def _parser() -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
 
+# Texts up to this size are cached (a monograph section is a few KB); longer ones, such as an admin's
+# oversized preview, are rendered each time so the cache stays small (at most ~20 MB).
+CACHE_MAX_CHARS = 20_000
+
+
 def render_markdown(text: str) -> Markup:
-    return Markup(_render(text or ""))  # noqa: S704 - sanitized by nh3 in _render
+    text = text or ""
+    html = _cached(text) if len(text) <= CACHE_MAX_CHARS else _render(text)
+    return Markup(html)  # noqa: S704 - sanitized by nh3 in _render
 
 
 # A pure function of the text: a monograph page renders its sections from the cache, and an edited
 # section is simply new text (a new entry); the oldest entries drop out.
 @lru_cache(maxsize=1024)
+def _cached(text: str) -> str:
+    return _render(text)
+
+
 def _render(text: str) -> str:
     html = _parser().render(text)
     return nh3.clean(

@@ -55,11 +55,11 @@ def _write(values: list[dict[str, object]]) -> None:
 def upgrade():
     # Everything that can fail (no key) happens before the first change, so a refusal changes nothing.
     # Plain base32 secrets never contain ':', so an already sealed value is recognised and left alone.
-    plain = [(user_id, value) for user_id, value in _stored_secrets()
-             if not value.startswith(secret_box.PREFIX)]
-    key = _key() if plain else b''
-    sealed = [{'user_id': user_id, 'value': secret_box.seal_with(key, user_id, value)}
-              for user_id, value in plain]
+    def plain() -> list[tuple[int, str]]:
+        return [(user_id, value) for user_id, value in _stored_secrets()
+                if not value.startswith(secret_box.PREFIX)]
+
+    key = _key() if plain() else b''
 
     with op.batch_alter_table('stock_movement', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_stock_movement_lot_id'), ['lot_id'], unique=False)
@@ -70,8 +70,13 @@ def upgrade():
                type_=sa.String(length=200),
                existing_nullable=True)
 
-    # After widening: a sealed value (83 characters) does not fit the old column.
-    _write(sealed)
+    # Read the secrets again after the ALTER: on PostgreSQL it holds the table's lock until the
+    # migration commits, so a secret an old app process enrolled meanwhile is sealed too. And after
+    # widening: a sealed value (83 characters) does not fit the old column.
+    remaining = plain()
+    key = key or (_key() if remaining else b'')
+    _write([{'user_id': user_id, 'value': secret_box.seal_with(key, user_id, value)}
+            for user_id, value in remaining])
 
 
 def downgrade():

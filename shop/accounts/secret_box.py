@@ -2,9 +2,11 @@
 produce staff sign-in codes.
 
 AES-256-GCM under ACCOUNT_SECRETS_KEY, a key of its own rather than one derived from the prescription
-key: it can be rotated, and kept from people, independently of the documents' key, and a leak of one
-does not open the other. Development and tests create `account-secrets.key` in the instance folder
-on first use (ACCOUNT_SECRETS_KEY_AUTOCREATE); production refuses to start without the setting.
+key: it can be kept from people independently of the documents' key, and a leak of one does not
+open the other. There is no rotation yet: the stored form names no key, so changing the key makes
+every stored secret unreadable (staff would enrol again); a "v2:" form with a key id would allow it.
+Development and tests create `account-secrets.key` in the instance folder on first use
+(ACCOUNT_SECRETS_KEY_AUTOCREATE); production refuses to start without the setting.
 
 Stored form: "v1:" + urlsafe-b64(12-byte nonce || ciphertext || 16-byte tag). The associated data
 names the column and the user id, so a value copied into another user's row does not open.

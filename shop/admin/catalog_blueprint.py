@@ -32,12 +32,18 @@ def form_status() -> int:
     return 422 if request.method == "POST" else 200
 
 
+MAX_VERSION = 2**31 - 1
+
+
 def seen_version(field: Field) -> int:
     """The version the form was read at. :raise 400: none, or not a number (not our form)."""
     try:
-        return int(field.data)
+        version = int(field.data)
     except (TypeError, ValueError):
         abort(400)
+    if not 0 <= version <= MAX_VERSION:  # beyond the column's range: not a version we wrote
+        abort(400)
+    return version
 
 
 def show_conflict(form: FlaskForm, conflict: EditConflict) -> None:

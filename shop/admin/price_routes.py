@@ -11,11 +11,12 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.datastructures import MultiDict
 from wtforms import DateTimeLocalField, HiddenField, IntegerField, StringField
-from wtforms.validators import InputRequired, Length, Optional
+from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from shop import access
 from shop.accounts.models import User
 from shop.admin import csv_files, prices, prices_csv
+from shop.admin.catalog_blueprint import MAX_VERSION
 from shop.admin.common import Refused, or_404
 from shop.catalog.models import Package, Strength
 from shop.form_errors import apply_errors
@@ -43,7 +44,7 @@ ADD_PREFIX = "add"  # the add form's fields must not share ids with the price fo
 
 
 class PackageStateForm(FlaskForm):
-    version = IntegerField(validators=[InputRequired()])
+    version = IntegerField(validators=[InputRequired(), NumberRange(min=0, max=MAX_VERSION)])
 
 
 class ImportForm(FlaskForm):
@@ -148,9 +149,12 @@ def edit(strength_id: int) -> Any:
 
 def _seen_version(form: PriceTableForm, package_id: int) -> int:
     try:
-        return int(form[prices.version_field(package_id)].data)
+        version = int(form[prices.version_field(package_id)].data)
     except (TypeError, ValueError):
         abort(400)
+    if not 0 <= version <= MAX_VERSION:
+        abort(400)
+    return version
 
 
 def _flash_saved(result: prices.SaveResult) -> None:

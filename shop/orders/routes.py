@@ -175,8 +175,10 @@ def cancel(number: str) -> Any:
         return redirect(url_for("orders.detail", number=order.number))
     try:
         staff.cancel(order, _me(), "cancelled by the customer", gateway_for_app(current_app))
-    except staff.ActionRefused as refused:
-        flash(refused.message, "error")
+    except staff.ActionRefused:
+        # Staff wording is not for customers: released meanwhile, or Stripe could not be reached.
+        flash("We could not cancel this order just now: it may have been released by our pharmacist "
+              "meanwhile. Please reload the page or contact us.", "error")
     else:
         flash(f"Order {order.number} is cancelled. Nothing has been charged.", "success")
     return redirect(url_for("orders.detail", number=order.number))

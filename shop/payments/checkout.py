@@ -131,8 +131,8 @@ def _settle(order: Order, intent: Intent, gateway: PaymentGateway) -> Outcome:
             # intent retired meanwhile): release the hold on the card at once.
             _retire(order, intent.id, gateway, "replaced")
             if _reload(order).status == "cancelled":
-                raise PaymentProblem("This order was cancelled because it was not paid in time, so the "
-                                     "payment was not taken. Please order again from your cart.")
+                raise PaymentProblem("This order has been cancelled, so the payment was not taken. "
+                                     "Please order again from your cart.")
             raise PaymentProblem("The payment did not match this order, so it was not accepted. Please "
                                  "try again; nothing will be charged.")
         return Outcome(paid=True)

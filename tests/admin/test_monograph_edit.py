@@ -408,6 +408,11 @@ def test_a_save_without_the_version_it_was_read_at_is_refused(app: Flask, admin:
     response = admin.post(f"{BASE}/monographs/{mid}/sections/overview", {
         "s-overview-title": "Overview", "s-overview-body": "New.", "action": "save"})
     assert response.status_code == 400
+    for bogus in ("99999999999999999999", "-1", "x"):  # beyond the column, or not a version at all
+        response = admin.post(f"{BASE}/monographs/{mid}/sections/overview", {
+            "s-overview-title": "Overview", "s-overview-body": "New.", "s-overview-version": bogus,
+            "action": "save"})
+        assert response.status_code == 400, bogus
     assert not [a for a in audit_actions(app) if a.startswith("monograph.")]
 
 

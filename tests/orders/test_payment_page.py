@@ -272,3 +272,24 @@ def test_the_customer_cancels_a_paid_order_before_release(
         assert gateway_for_app(stripe_app).retrieve(order.payment_intent_id).status == "canceled"
         assert order.lines[0].reservations[0].state == "released"  # prescription units are back
         assert db.session.get(Strength, order.lines[0].strength_id).stock_allocated == 0
+
+
+def test_a_released_order_cannot_be_cancelled_by_the_customer(
+    stripe_app: Flask, customer: FlaskClient, order_number: str, users: dict[str, int]
+) -> None:
+    from shop.orders import staff
+
+    assert pay(customer, order_number, "pm_card_visa").status_code == 302
+    with stripe_app.app_context():
+        staff.release(the_order(order_number), db.session.get(User, users["pharmacist"]),
+                      gateway_for_app(stripe_app))
+    assert "Cancel this order" not in customer.get(f"/orders/{order_number}").get_data(as_text=True)
+
+    response = customer.post(f"/orders/{order_number}/cancel",
+                             data={"csrf_token": csrf_token(customer, f"/orders/{order_number}")})
+
+    assert response.status_code == 302
+    page = customer.get(f"/orders/{order_number}").get_data(as_text=True)
+    assert "already with our pharmacist and can no longer be cancelled" in page
+    with stripe_app.app_context():
+        assert the_order(order_number).status == "released"
