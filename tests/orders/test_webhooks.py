@@ -107,3 +107,58 @@ def test_cancelled_payment_releases_an_unpaid_order(app: Flask, client, users: d
     assert post(client, body, headers).status_code == 200
     with app.app_context():
         assert db.session.get(Order, order.id).status == "cancelled"
+
+
+def authorised_intent(stripe_app: Flask, order: Order) -> str:
+    """An intent for the order, authorised at localstripe (a hold on the card)."""
+    from shop.payments.gateway import gateway_for_app
+
+    with stripe_app.app_context():
+        gateway = gateway_for_app(stripe_app)
+        intent = gateway.create_authorisation(order_id=order.id, order_number=order.number,
+                                              amount_cents=order.total_cents, currency="usd", attempt=7)
+        gateway.confirm(intent.id, "pm_card_visa")
+        return intent.id
+
+
+def intent_status(stripe_app: Flask, intent_id: str) -> str:
+    from shop.payments.gateway import gateway_for_app
+
+    with stripe_app.app_context():
+        return gateway_for_app(stripe_app).retrieve(intent_id).status
+
+
+def test_a_hold_on_an_intent_the_order_does_not_use_is_released(
+    stripe_app: Flask, users: dict[str, int]
+) -> None:
+    # E.g. an intent retired for a new attempt that the bank then authorised anyway.
+    order = placed_order(stripe_app, users)  # its own intent is pi_test_123
+    stray = authorised_intent(stripe_app, order)
+    body, headers = signed(event("evt_stray", "payment_intent.amount_capturable_updated", order,
+                                 "requires_capture", id=stray))
+
+    assert post(stripe_app.test_client(), body, headers).status_code == 200
+
+    assert intent_status(stripe_app, stray) == "canceled"
+    with stripe_app.app_context():
+        assert db.session.get(Order, order.id).status == "awaiting_payment"
+
+
+def test_a_hold_authorised_after_the_order_was_cancelled_is_released(
+    stripe_app: Flask, users: dict[str, int]
+) -> None:
+    order = placed_order(stripe_app, users)
+    late = authorised_intent(stripe_app, order)
+    with stripe_app.app_context():
+        db.session.execute(sa.update(Order).where(Order.id == order.id).values(payment_intent_id=late))
+        db.session.commit()
+        orders.cancel(db.session.get(Order, order.id), None, "not paid in time")
+        order = db.session.get(Order, order.id)
+    body, headers = signed(event("evt_late", "payment_intent.amount_capturable_updated", order,
+                                 "requires_capture"))
+
+    assert post(stripe_app.test_client(), body, headers).status_code == 200
+
+    assert intent_status(stripe_app, late) == "canceled"
+    with stripe_app.app_context():
+        assert db.session.get(Order, order.id).status == "cancelled"
