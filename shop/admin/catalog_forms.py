@@ -141,6 +141,16 @@ class SafetyForm(FlaskForm):
     submit = SubmitField("Save entry")
 
 
+class SafetyEditForm(SafetyForm):
+    version = HiddenField()
+
+
+class RemoveForm(FlaskForm):
+    """A remove button: the version of the row the admin saw, so a row changed since is not removed."""
+
+    version = HiddenField()
+
+
 # The choices are checked by the services, whose messages say what to choose.
 APPROVAL_CHOICES = [SelectChoice("approved", "Approved (on the label)"),
                     SelectChoice("off_label", "Off-label (not approved for this use)")]
@@ -182,7 +192,22 @@ class FaqForm(FlaskForm):
                            render_kw={"rows": 8}, description=MARKDOWN_HELP)
 
 
+class UseEditForm(UseForm):
+    version = HiddenField()
+
+
+class DosingEditForm(DosingForm):
+    version = HiddenField()
+
+
+class FaqEditForm(FaqForm):
+    version = HiddenField()
+
+
+# A new row has no version to check; an edited one carries the version it was read at.
 ROW_FORMS: dict[str, type[FlaskForm]] = {"uses": UseForm, "dosing": DosingForm, "faq": FaqForm}
+ROW_EDIT_FORMS: dict[str, type[FlaskForm]] = {"uses": UseEditForm, "dosing": DosingEditForm,
+                                              "faq": FaqEditForm}
 
 
 def row_fields(form: FlaskForm) -> object:
@@ -202,12 +227,14 @@ def row_fields(form: FlaskForm) -> object:
 
 
 def row_form_data(kind: str, row: Any) -> dict[str, object]:
-    """A stored row as the data of its form."""
+    """A stored row as the data of its edit form."""
+    version = str(row.version)
     if kind == "uses":
         return {"name": row.name, "approved": "approved" if row.approved else "off_label",
-                "evidence": row.evidence, "note": row.note}
+                "evidence": row.evidence, "note": row.note, "version": version}
     if kind == "faq":
-        return {"question": row.question, "answer": row.answer_markdown}
+        return {"question": row.question, "answer": row.answer_markdown, "version": version}
     return {"indication": row.indication, "dose": row.dose, "frequency": row.frequency, "timing": row.timing,
             "duration": row.duration, "off_label": row.off_label,
-            "min_daily_mg": plain_decimal(row.min_daily_mg), "max_daily_mg": plain_decimal(row.max_daily_mg)}
+            "min_daily_mg": plain_decimal(row.min_daily_mg), "max_daily_mg": plain_decimal(row.max_daily_mg),
+            "version": version}

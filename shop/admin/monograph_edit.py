@@ -3,8 +3,10 @@ its safety entries (its uses, dosing rows and questions are in monograph_rows).
 
 The rules of catalog_edit hold here too: each writing function calls begin_write() first, refuses
 with common.Refused having changed nothing, and commits the change with its audit row. The
-monograph's own fields and each section carry a version (see versions). Adding a safety entry locks
-the monograph row first, so two admins adding at once take turns over the positions.
+monograph's own fields, each section and each safety entry carry a version (see versions): a lost edit
+of a safety entry would silently change the pharmacist's automatic safety check, so saving or removing
+one read before someone else saved it is refused. Adding a safety entry locks the monograph row first,
+so two admins adding at once take turns over the positions.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.orm import selectinload
 from shop import audit
 from shop.admin.common import commit_or_refuse, flush_or_refuse, refuse
 from shop.admin.field_rules import check_slug, clean, clean_text, require
-from shop.admin.versions import apply_changes, save_versioned
+from shop.admin.versions import claim_for_removal, save_versioned, shown
 from shop.catalog.models import (
     SECTION_KEYS,
     SEVERITIES,
@@ -307,25 +309,46 @@ def _safety_entry(monograph_id: int, entry_id: int) -> SafetyEntry:
     return entry
 
 
-def update_safety_entry(actor: Any, monograph_id: int, entry_id: int, fields: SafetyFields) -> SafetyEntry:
-    """:raise LookupError: no such entry of this monograph. :raise Refused: nothing changed."""
+def _describe_safety(name: str, value: Any) -> str:
+    """A stored value as the safety form shows it (match terms one a line there, listed here)."""
+    if name == "match_terms":
+        return shown(", ".join(value.splitlines())) if value else "none (not raised automatically)"
+    if name == "kind":
+        return shown(SAFETY_KINDS.get(value, value))
+    return shown(value.capitalize() if name == "severity" else value)
+
+
+def update_safety_entry(actor: Any, monograph_id: int, entry_id: int, fields: SafetyFields,
+                        seen_version: int) -> SafetyEntry:
+    """Save an entry read at `seen_version`. Values equal to the stored ones save nothing.
+
+    :raise LookupError: no such entry of this monograph. :raise Refused: bad input.
+    :raise EditConflict: someone else saved the entry since `seen_version`. Nothing changes on a raise.
+    """
     begin_write()
     entry = _safety_entry(monograph_id, entry_id)
-    changed = apply_changes(entry, _safety_values(fields))
-    if changed:
-        if "note" in changed:
-            changed["note"] = ["…", "…"]
-        audit.record("monograph.safety_updated", object_type="monograph", object_id=monograph_id,
-                     actor=actor, entry_id=entry.id, changes=changed)
+    changed = save_versioned(entry, _safety_values(fields), seen_version, "This safety entry",
+                             describe=_describe_safety)
+    if changed is None:
+        return entry
+    if "note" in changed:
+        changed["note"] = ["…", "…"]
+    audit.record("monograph.safety_updated", object_type="monograph", object_id=monograph_id,
+                 actor=actor, entry_id=entry.id, changes=changed, version=entry.version)
     db.session.commit()
     return entry
 
 
-def remove_safety_entry(actor: Any, monograph_id: int, entry_id: int) -> str:
-    """Returns the removed entry's term. :raise LookupError: no such entry of this monograph."""
+def remove_safety_entry(actor: Any, monograph_id: int, entry_id: int, seen_version: int) -> str:
+    """Remove an entry read at `seen_version`; returns its term.
+
+    :raise LookupError: no such entry of this monograph.
+    :raise EditConflict: someone else saved the entry since `seen_version`; it stays.
+    """
     begin_write()
     entry = _safety_entry(monograph_id, entry_id)
     term = entry.term
+    claim_for_removal(entry, seen_version, f"The {entry.kind} {term!r}")
     audit.record("monograph.safety_removed", object_type="monograph", object_id=monograph_id, actor=actor,
                  entry_id=entry.id, kind=entry.kind, term=term, severity=entry.severity)
     db.session.delete(entry)

@@ -1,6 +1,10 @@
 """Admin monograph editing, on the admin_catalog blueprint: new monographs, their details, review,
 sections (with a preview), safety entries, uses, dosing rows and questions. The rules live in
 monograph_edit and monograph_rows, the forms in catalog_forms.
+
+Safety entries, uses, dosing rows and questions are versioned like sections: a stale save is a 409 with
+the typed values kept and the other admin's beside them; a stale removal is refused with a message and
+the row stays. Moves are not version-checked (see monograph_rows).
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from shop.admin import monograph_edit as monographs
 from shop.admin import monograph_rows
 from shop.admin.catalog_blueprint import bp, confirmed, form_status, seen_version, show_conflict
 from shop.admin.catalog_forms import (
+    ROW_EDIT_FORMS,
     ROW_FORMS,
     DetailsForm,
     NewMonographForm,
+    RemoveForm,
     ReviewForm,
+    SafetyEditForm,
     SafetyForm,
     SectionForm,
     row_fields,
@@ -183,6 +190,11 @@ def section(monograph_id: int, key: str) -> Any:
 # Safety entries ------------------------------------------------------------------------------------
 
 
+def _removal_version() -> int:
+    """The version the row of a remove button was read at (after confirmed()). :raise 400: none."""
+    return seen_version(RemoveForm().version)
+
+
 def _safety_fields(form: SafetyForm) -> monographs.SafetyFields:
     return monographs.SafetyFields(kind=form.kind.data or "", term=form.term.data or "",
                                    severity=form.severity.data or "", note=form.note.data or "",
@@ -219,38 +231,48 @@ def _entry_or_404(monograph_id: int, entry_id: int) -> SafetyEntry:
 @bp.route("/monographs/<int:monograph_id>/safety/<int:entry_id>", methods=["GET", "POST"])
 @access.admin
 def safety_edit(monograph_id: int, entry_id: int) -> Any:
-    """:raise 404: no such safety entry of this monograph."""
+    """:raise 404: no such safety entry of this monograph. :raise 400: a save without a version."""
     entry = _entry_or_404(monograph_id, entry_id)
     if request.method == "GET":
-        form = SafetyForm(kind=entry.kind, term=entry.term, severity=entry.severity, note=entry.note,
-                          match_terms=entry.match_terms)
+        form = SafetyEditForm(kind=entry.kind, term=entry.term, severity=entry.severity, note=entry.note,
+                              match_terms=entry.match_terms, version=str(entry.version))
     else:
-        form = SafetyForm()
+        form = SafetyEditForm()
+    status = form_status()
     if form.validate_on_submit():
         try:
-            monographs.update_safety_entry(_me(), monograph_id, entry_id, _safety_fields(form))
+            monographs.update_safety_entry(_me(), monograph_id, entry_id, _safety_fields(form),
+                                           seen_version(form.version))
         except LookupError:
             abort(404)
+        except EditConflict as conflict:
+            show_conflict(form, conflict)
+            status = 409
         except Refused as error:
             apply_errors(form, error.errors)
         else:
-            flash("Safety entry saved.", "success")
+            flash("Safety entry saved: the pharmacist's safety check uses it from now on.", "success")
             return redirect(url_for(".monograph_edit", monograph_id=monograph_id, _anchor="safety"))
     entry = _entry_or_404(monograph_id, entry_id)
     return render_template("admin/catalog/safety_form.html", entry=entry,
-                           monograph=db.session.get(Monograph, monograph_id), form=form), form_status()
+                           monograph=db.session.get(Monograph, monograph_id), form=form), status
 
 
 @bp.post("/monographs/<int:monograph_id>/safety/<int:entry_id>/remove")
 @access.admin
 def safety_remove(monograph_id: int, entry_id: int) -> Response:
-    """:raise 404: no such safety entry of this monograph."""
+    """:raise 404: no such safety entry of this monograph. :raise 400: no version."""
     confirmed()
+    _entry_or_404(monograph_id, entry_id)
+    seen = _removal_version()
     try:
-        term = monographs.remove_safety_entry(_me(), monograph_id, entry_id)
+        term = monographs.remove_safety_entry(_me(), monograph_id, entry_id, seen)
     except LookupError:
         abort(404)
-    flash(f"{term!r} removed: the safety check no longer uses it.", "success")
+    except Refused as error:
+        flash(str(error), "error")
+    else:
+        flash(f"{term!r} removed: the safety check no longer uses it.", "success")
     return redirect(url_for(".monograph_edit", monograph_id=monograph_id, _anchor="safety"))
 
 
@@ -275,16 +297,18 @@ def _row_or_404(monograph_id: int, kind: str, row_id: int) -> Any:
 
 def _row_page(monograph_id: int, kind: str, row: Any | None) -> Any:
     """The add (row None) or edit page of a use, dosing row or question. "preview" shows a question's
-    answer as the public page will, saving nothing. :raise 404: no such monograph."""
+    answer as the public page will, saving nothing. :raise 404: no such monograph.
+    :raise 400: a save of an existing row without a version."""
     monograph = _monograph_or_404(monograph_id)
-    row_kind, form_class = monograph_rows.ROW_KINDS[kind], ROW_FORMS[kind]
+    row_kind = monograph_rows.ROW_KINDS[kind]
+    form_class = ROW_FORMS[kind] if row is None else ROW_EDIT_FORMS[kind]
     if request.method == "POST":
         form = form_class()
     elif row is not None:
         form = form_class(formdata=None, **row_form_data(kind, row))
     else:  # a new use starts approved or off-label as the link that led here says
         form = form_class(formdata=None, approved=request.args.get("approved", "approved"))
-    preview = None
+    preview, conflict = None, False
     if form.validate_on_submit():
         if request.form.get("action") == "preview" and "answer" in form:
             preview = render_markdown(form["answer"].data or "")
@@ -293,9 +317,13 @@ def _row_page(monograph_id: int, kind: str, row: Any | None) -> Any:
                 if row is None:
                     saved = monograph_rows.add_row(_me(), monograph_id, row_kind, row_fields(form))
                 else:
-                    saved = monograph_rows.update_row(_me(), monograph_id, row_kind, row.id, row_fields(form))
+                    saved = monograph_rows.update_row(_me(), monograph_id, row_kind, row.id, row_fields(form),
+                                                      seen_version(form["version"]))
             except LookupError:
                 abort(404)
+            except EditConflict as error:
+                show_conflict(form, error)
+                conflict = True
             except Refused as error:
                 apply_errors(form, error.errors)
             else:
@@ -303,10 +331,13 @@ def _row_page(monograph_id: int, kind: str, row: Any | None) -> Any:
                       f"{'added' if row is None else 'saved'}: the public page shows it now.", "success")
                 return redirect(url_for(".monograph_edit", monograph_id=monograph_id,
                                         _anchor=_row_anchor(kind, saved)))
-    status = 200 if request.method == "GET" or (preview is not None and not form.errors) else 422
+    if conflict:
+        status = 409
+    else:
+        status = 200 if request.method == "GET" or (preview is not None and not form.errors) else 422
     return render_template("admin/catalog/row_form.html", monograph=monograph, kind=kind, noun=row_kind.noun,
                            row=row, name=row_kind.name_of(row) if row is not None else "", form=form,
-                           preview=preview), status
+                           preview=preview, conflict=conflict), status
 
 
 @bp.route(f"{ROW_URL}/new", methods=["GET", "POST"])
@@ -326,22 +357,28 @@ def row_edit(monograph_id: int, kind: str, row_id: int) -> Any:
 @bp.post(f"{ROW_URL}/<int:row_id>/remove")
 @access.admin
 def row_remove(monograph_id: int, kind: str, row_id: int) -> Response:
-    """:raise 404: no such row of this monograph."""
+    """:raise 404: no such row of this monograph. :raise 400: no version."""
     confirmed()
     anchor = _row_anchor(kind, _row_or_404(monograph_id, kind, row_id))
+    seen = _removal_version()
     row_kind = monograph_rows.ROW_KINDS[kind]
     try:
-        name = monograph_rows.remove_row(_me(), monograph_id, row_kind, row_id)
+        name = monograph_rows.remove_row(_me(), monograph_id, row_kind, row_id, seen)
     except LookupError:
         abort(404)
-    flash(f"{row_kind.noun.capitalize()} {name!r} removed: the public page no longer shows it.", "success")
+    except Refused as error:
+        flash(str(error), "error")
+    else:
+        flash(f"{row_kind.noun.capitalize()} {name!r} removed: the public page no longer shows it.",
+              "success")
     return redirect(url_for(".monograph_edit", monograph_id=monograph_id, _anchor=anchor))
 
 
 @bp.post(f"{ROW_URL}/<int:row_id>/move")
 @access.admin
 def row_move(monograph_id: int, kind: str, row_id: int) -> Response:
-    """Move a row up or down its table. :raise 404: no such row of this monograph.
+    """Move a row up or down its table; no version is checked, as a move changes only the order (see
+    monograph_rows). :raise 404: no such row of this monograph.
     :raise 400: a direction other than up or down."""
     confirmed()
     direction = request.form.get("direction")

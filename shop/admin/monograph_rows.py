@@ -4,12 +4,18 @@ As in monograph_edit, each writing function calls begin_write() first, refuses w
 having changed nothing, and commits the change with its audit row. Adding, removing or moving a row
 locks the monograph row first, so two admins reordering at once take turns instead of interleaving
 positions.
+
+Each row carries a version (see versions): a save or a removal names the version the admin read, and
+one made after someone else saved the row is refused rather than losing their change. A move checks no
+version: it changes only positions, which no edit form holds, so it cannot undo anyone's edit (nor does
+it bump the version, so it leaves other admins' open forms valid); moves take turns under the monograph
+lock and each is applied to the order as stored then.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +25,7 @@ from shop import audit
 from shop.admin.common import refuse
 from shop.admin.field_rules import check_amount, clean, clean_text, require
 from shop.admin.monograph_edit import MAX_NOTE, MAX_SECTION, load_monograph
-from shop.admin.versions import apply_changes
+from shop.admin.versions import claim_for_removal, save_versioned, shown
 from shop.catalog.models import EVIDENCE_LEVELS, DosingRow, FaqEntry, MonographUse
 from shop.database import begin_write
 from shop.extensions import db
@@ -101,11 +107,24 @@ def _faq_values(fields: FaqFields) -> tuple[dict[str, Any], dict[str, str]]:
     return {"question": question, "answer_markdown": answer}, errors
 
 
+def _describe_use(name: str, value: Any) -> str:
+    if name == "approved":
+        return "approved" if value else "off-label"
+    return shown(value.capitalize() if name == "evidence" else value)
+
+
+def _describe_dosing(name: str, value: Any) -> str:
+    """A stored daily dose as typed (25, not 25.000)."""
+    return shown(f"{value.normalize():f} mg" if isinstance(value, Decimal) else value)
+
+
 @dataclass(frozen=True)
 class RowKind:
     """One kind of a monograph's ordered rows (ROW_KINDS is keyed by the name URLs use). Its `validate`
     returns the column values and {form field: message}; `group` says which rows a row moves among
-    (uses move within approved or off-label, as the public page lists them apart)."""
+    (uses move within approved or off-label, as the public page lists them apart). A stale save's
+    message quotes the stored values with `describe`, beside the form fields `fields` maps columns to
+    (where their names differ)."""
 
     model: Any
     noun: str
@@ -113,12 +132,17 @@ class RowKind:
     validate: Callable[[Any], tuple[dict[str, Any], dict[str, str]]]
     name_of: Callable[[Any], str]
     group: Callable[[Any], object] = lambda row: None
+    describe: Callable[[str, Any], str] = lambda name, value: shown(value)
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 ROW_KINDS = {
-    "uses": RowKind(MonographUse, "use", "use", _use_values, lambda r: r.name, group=lambda r: r.approved),
-    "dosing": RowKind(DosingRow, "dosing row", "dosing", _dosing_values, lambda r: r.indication),
-    "faq": RowKind(FaqEntry, "question", "faq", _faq_values, lambda r: r.question),
+    "uses": RowKind(MonographUse, "use", "use", _use_values, lambda r: r.name, group=lambda r: r.approved,
+                    describe=_describe_use),
+    "dosing": RowKind(DosingRow, "dosing row", "dosing", _dosing_values, lambda r: r.indication,
+                      describe=_describe_dosing),
+    "faq": RowKind(FaqEntry, "question", "faq", _faq_values, lambda r: r.question,
+                   fields={"answer_markdown": "answer"}),
 }
 
 
@@ -172,25 +196,37 @@ def add_row(actor: Any, monograph_id: int, kind: RowKind, fields: Any) -> Any:
     return row
 
 
-def update_row(actor: Any, monograph_id: int, kind: RowKind, row_id: int, fields: Any) -> Any:
-    """:raise LookupError: no such row of this monograph. :raise Refused: nothing changed."""
+def update_row(actor: Any, monograph_id: int, kind: RowKind, row_id: int, fields: Any,
+               seen_version: int) -> Any:
+    """Save a row read at `seen_version`. Values equal to the stored ones save nothing.
+
+    :raise LookupError: no such row of this monograph. :raise Refused: bad input.
+    :raise EditConflict: someone else saved the row since `seen_version`. Nothing changes on a raise.
+    """
     begin_write()
     row = _row(kind, monograph_id, row_id)
-    changed = apply_changes(row, _validated(kind, fields))
-    if changed:
-        audit.record(f"monograph.{kind.audit_noun}_updated", object_type="monograph", object_id=monograph_id,
-                     actor=actor, row_id=row.id,
-                     changes={name: [_short(old), _short(new)] for name, (old, new) in changed.items()})
+    changed = save_versioned(row, _validated(kind, fields), seen_version, f"This {kind.noun}",
+                             fields=kind.fields, describe=kind.describe)
+    if changed is None:
+        return row
+    audit.record(f"monograph.{kind.audit_noun}_updated", object_type="monograph", object_id=monograph_id,
+                 actor=actor, row_id=row.id, version=row.version,
+                 changes={name: [_short(old), _short(new)] for name, (old, new) in changed.items()})
     db.session.commit()
     return row
 
 
-def remove_row(actor: Any, monograph_id: int, kind: RowKind, row_id: int) -> str:
-    """Returns the removed row's name. :raise LookupError: no such row of this monograph."""
+def remove_row(actor: Any, monograph_id: int, kind: RowKind, row_id: int, seen_version: int) -> str:
+    """Remove a row read at `seen_version`; returns its name.
+
+    :raise LookupError: no such row of this monograph.
+    :raise EditConflict: someone else saved the row since `seen_version`; it stays.
+    """
     begin_write()
     load_monograph(monograph_id, lock=True)
     row = _row(kind, monograph_id, row_id)
     name = kind.name_of(row)
+    claim_for_removal(row, seen_version, f"The {kind.noun} {name!r}")
     kept = {c.key: getattr(row, c.key) for c in kind.model.__table__.columns
             if c.key not in ("id", "monograph_id", "position")}
     audit.record(f"monograph.{kind.audit_noun}_removed", object_type="monograph", object_id=monograph_id,

@@ -1,9 +1,10 @@
 """Optimistic version checks for records two admins may edit at once (products, monographs, monograph
-sections).
+sections, and a monograph's uses, dosing rows, safety entries and questions).
 
 A save (save_versioned) names the version its form was read at and is a conditional UPDATE on it, so of
 two admins saving one version only the first wins; the second is refused with EditConflict, told what
-the other saved, instead of silently overwriting it.
+the other saved, instead of silently overwriting it. A removal (claim_for_removal) is checked the same
+way: a row someone saved after the remover read it is kept, and the remover told.
 """
 
 from __future__ import annotations
@@ -56,6 +57,18 @@ def _claim_version(model: Any, row_id: int, seen: int) -> bool:
     return result.rowcount == 1
 
 
+def _reload_stale(obj: Any) -> None:
+    """Read obj as the other save left it, after a failed claim.
+
+    :raise LookupError: it was removed meanwhile (its claim found no row), having rolled back.
+    """
+    model, row_id = type(obj), obj.id
+    if db.session.scalar(sa.select(model.id).where(model.id == row_id)) is None:
+        db.session.rollback()
+        raise LookupError(row_id)
+    db.session.refresh(obj)
+
+
 def shown(value: Any) -> str:
     """A stored value as a conflict message quotes it."""
     if isinstance(value, bool):
@@ -71,9 +84,10 @@ def _refuse_stale(obj: Any, values: Mapping[str, Any], what: str, *, fields: Map
     """Refuse a save whose version someone else moved on, saying what they saved in each field the
     editor's values differ from. `fields` maps column names to form field names where they differ.
 
-    :raise EditConflict: always, with the version now, having changed nothing.
+    :raise EditConflict: with the version now, having changed nothing.
+    :raise LookupError: the record was removed meanwhile.
     """
-    db.session.refresh(obj)  # what the other save stored
+    _reload_stale(obj)  # what the other save stored
     errors = {CONFLICT: f"{what} was changed by someone else meanwhile. Nothing of yours is saved yet and "
                         "your text is still in the form: check the fields marked, then save again to "
                         "replace their changes with yours."}
@@ -93,6 +107,7 @@ def save_versioned(obj: Any, values: Mapping[str, Any], seen_version: int, what:
 
     None, having rolled back, when the values equal the stored ones: nothing of anyone's would be lost,
     whatever the version. :raise EditConflict: someone else saved obj since `seen_version`.
+    :raise LookupError: someone else removed obj meanwhile.
     """
     if not _differences(obj, values):
         db.session.rollback()
@@ -101,3 +116,20 @@ def save_versioned(obj: Any, values: Mapping[str, Any], seen_version: int, what:
         _refuse_stale(obj, values, what, fields=fields, describe=describe)
     db.session.refresh(obj)  # the row as this transaction now holds it
     return apply_changes(obj, values)
+
+
+def claim_for_removal(obj: Any, seen_version: int, what: str) -> None:
+    """Before removing obj, read by the remover at `seen_version`: hold it if nobody saved it since.
+
+    The same conditional UPDATE as a save, so a save and a removal of one version cannot both win.
+    :raise EditConflict: someone else saved obj since `seen_version`; nothing changed.
+    :raise LookupError: someone else removed obj meanwhile.
+    """
+    if _claim_version(type(obj), obj.id, seen_version):
+        return
+    _reload_stale(obj)
+    version = obj.version
+    db.session.rollback()
+    raise EditConflict({CONFLICT: f"{what} was changed by someone else after you opened the page, so it is "
+                                  "not removed: check it as it is now, then remove it again if it should "
+                                  "still go."}, version)

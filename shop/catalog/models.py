@@ -123,6 +123,8 @@ class MonographUse(db.Model):
     evidence: Mapped[str] = mapped_column(sa.String(20))
     note: Mapped[str] = mapped_column(sa.Text, default="")
     position: Mapped[int] = mapped_column(default=0)
+    # Bumped by every save of the row (see Monograph.version); moving it changes only its position.
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class DosingRow(db.Model):
@@ -142,6 +144,8 @@ class DosingRow(db.Model):
     min_daily_mg: Mapped[Decimal | None] = mapped_column(sa.Numeric(10, 3))
     max_daily_mg: Mapped[Decimal | None] = mapped_column(sa.Numeric(10, 3))
     position: Mapped[int] = mapped_column(default=0)
+    # Bumped by every save of the row (see MonographUse.version).
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class SafetyEntry(db.Model):
@@ -165,6 +169,8 @@ class SafetyEntry(db.Model):
     # Newline-separated lower-case match terms (portable across SQLite and PostgreSQL).
     match_terms: Mapped[str] = mapped_column(sa.Text, default="")
     position: Mapped[int] = mapped_column(default=0)
+    # Bumped by every save of the entry (see MonographUse.version).
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     @property
     def match_list(self) -> list[str]:
@@ -181,6 +187,8 @@ class FaqEntry(db.Model):
     question: Mapped[str] = mapped_column(sa.String(300))
     answer_markdown: Mapped[str] = mapped_column(sa.Text)
     position: Mapped[int] = mapped_column(default=0)
+    # Bumped by every save of the question (see MonographUse.version).
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class Product(db.Model):

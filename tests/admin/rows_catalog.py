@@ -4,9 +4,9 @@ placeholders its `objects` fixture fills in).
 The admin's POSTs are harmless: empty forms are refused (422; the versioned forms carry a version, else
 they are 400), deleting naltrexone or its 50 mg strength is refused because the stock ledger refers to them
 (302 back with a message), each deactivation is undone by the activation row after it; a brand name and a
-safety entry of naltrexone are removed (only the admin's run gets that far, on its own fresh database). Uses,
-dosing rows and questions have no placeholder: their rows name a missing id (404), after the pages that add
-them.
+safety entry of naltrexone (at version 1, as loaded) are removed (only the admin's run gets that far, on its
+own fresh database). Uses, dosing rows and questions have no placeholder: their rows name a missing id (404),
+after the pages that add them.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ ROWS: list[tuple] = [
     ("admin_catalog.safety_add", "POST", f"{BASE}/monographs/{{monograph}}/safety", {}, REFUSED),
     ("admin_catalog.safety_edit", "GET", f"{BASE}/monographs/{{monograph}}/safety/999999", None, MISSING),
     ("admin_catalog.safety_edit", "GET", f"{BASE}/monographs/{{monograph}}/safety/{{safety_entry}}", None, ADMIN),
-    ("admin_catalog.safety_edit", "POST", f"{BASE}/monographs/{{monograph}}/safety/{{safety_entry}}", {},
-     REFUSED),
+    ("admin_catalog.safety_edit", "POST", f"{BASE}/monographs/{{monograph}}/safety/{{safety_entry}}",
+     {"version": "1"}, REFUSED),
     ("admin_catalog.safety_remove", "POST", f"{BASE}/monographs/{{monograph}}/safety/{{safety_entry}}/remove",
-     {}, REDIRECT),
+     {"version": "1"}, REDIRECT),
     ("admin_catalog.review", "POST", f"{BASE}/monographs/{{monograph}}/review", {"review-version": "1"}, REFUSED),
     ("admin_catalog.monograph_new", "GET", f"{BASE}/monographs/new", None, ADMIN),
     ("admin_catalog.monograph_new", "POST", f"{BASE}/monographs/new", {}, REFUSED),

@@ -47,6 +47,14 @@ def version_in(page: str, name: str = "version") -> str:
     return found.group(1)
 
 
+def removal_version(page: str, action: str) -> dict[str, str]:
+    """The version field of the remove button posting to `action`, as the browser sends it."""
+    found = re.search(rf'<form method="post" action="{re.escape(action)}".*?name="version" value="([^"]*)"',
+                      page, re.DOTALL)
+    assert found, f"no remove button for {action}"
+    return {"version": found.group(1)}
+
+
 class Admin:
     """An admin's browser: posts carry the CSRF token."""
 
@@ -519,15 +527,18 @@ def test_a_new_interaction_warns_the_pharmacist_reviewing_a_prescription(
         entry_id = entry.id
 
     edit_url = f"{BASE}/monographs/{mid}/safety/{entry_id}"
-    assert "SSRI antidepressants" in admin.get(edit_url)
+    form = admin.get(edit_url)
+    assert "SSRI antidepressants" in form
     entry_form = {"kind": "interaction", "term": "SSRI antidepressants", "severity": "severe", "note": ""}
-    changed = admin.post(edit_url, {**entry_form, "match_terms": "fluoxetine"})
+    changed = admin.post(edit_url, {**entry_form, "match_terms": "fluoxetine", "version": version_in(form)})
     assert changed.status_code == 302
     assert "SSRI antidepressants" not in pharmacist.get(review_url).get_data(as_text=True)  # no longer matches
-    assert admin.post(edit_url, {**entry_form, "match_terms": "sertraline"}).status_code == 302
+    assert admin.post(edit_url, {**entry_form, "match_terms": "sertraline",
+                                 "version": version_in(admin.get(edit_url))}).status_code == 302
     assert "Severe Interaction: SSRI antidepressants" in text_of(pharmacist.get(review_url).get_data(as_text=True))
 
-    assert admin.post(f"{edit_url}/remove").status_code == 302
+    editor = admin.get(f"{BASE}/monographs/{mid}")
+    assert admin.post(f"{edit_url}/remove", removal_version(editor, f"{edit_url}/remove")).status_code == 302
     assert "SSRI antidepressants" not in pharmacist.get(review_url).get_data(as_text=True)
     assert [a for a in audit_actions(app) if a.startswith("monograph.")] == [
         "monograph.safety_added", "monograph.safety_updated", "monograph.safety_updated",

@@ -1,6 +1,7 @@
 """Admin monograph editing through the pages: a new monograph, its details, its uses, dosing rows and
 questions (added, edited, moved, removed) as the public page and the pharmacist's dose check see them,
-refusals per field, and two admins saving the same monograph or section at once."""
+refusals per field, and two admins saving (or removing) the same monograph, section, safety entry, dosing
+row, use or question at once."""
 
 from __future__ import annotations
 
@@ -14,19 +15,22 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from shop.accounts.models import ProfileEntry, User
 from shop.admin.monograph_edit import SECTION_TITLES
 from shop.audit import AuditEvent
 from shop.catalog.models import (
     SECTION_KEYS,
+    SEVERITIES,
     DosingRow,
     FaqEntry,
     Monograph,
     MonographSection,
     MonographUse,
     Product,
+    SafetyEntry,
 )
 from shop.extensions import db
-from shop.prescriptions.safety import dose_warnings
+from shop.prescriptions.safety import dose_warnings, profile_warnings
 from tests.admin.test_catalog_edit import (
     BASE,
     NEW_STRENGTH,
@@ -36,6 +40,7 @@ from tests.admin.test_catalog_edit import (
     field_error,
     flashes,
     monograph_id,
+    removal_version,
     second_admin,
     text_of,
     version_in,
@@ -188,7 +193,9 @@ def test_uses_are_added_edited_moved_and_removed_and_off_label_ones_stay_marked(
     uses = row_ids(app, MonographUse, mid)
     beriberi = uses[-1]
     # Made off-label: it moves to the off-label table, marked as such, and no longer counts as approved.
-    changed = admin.post(f"{BASE}/monographs/{mid}/uses/{beriberi}", {**approved, "approved": "off_label"})
+    form = admin.get(f"{BASE}/monographs/{mid}/uses/{beriberi}")
+    changed = admin.post(f"{BASE}/monographs/{mid}/uses/{beriberi}",
+                         {**approved, "approved": "off_label", "version": version_in(form)})
     assert changed.status_code == 302 and changed.headers["Location"].endswith("#uses-off-label")
     assert row_of("approved_uses", "Beriberi") == ""
     assert row_of("off_label_uses", "Beriberi").startswith("Beriberi Off-label Strong")
@@ -205,7 +212,10 @@ def test_uses_are_added_edited_moved_and_removed_and_off_label_ones_stay_marked(
     assert off_label_order() == order
     assert "'Beriberi' moved down." in flashes(back.get_data(as_text=True))
 
-    assert admin.post(f"{BASE}/monographs/{mid}/uses/{beriberi}/remove").status_code == 302
+    remove = f"{BASE}/monographs/{mid}/uses/{beriberi}/remove"
+    editor = admin.get(f"{BASE}/monographs/{mid}")
+    assert removal_version(editor, remove) == {"version": "2"}  # saved once; the moves left it alone
+    assert admin.post(remove, removal_version(editor, remove)).status_code == 302
     assert "Beriberi" not in client.get("/monographs/thiamine").get_data(as_text=True)
     assert [a for a in audit_actions(app) if a.startswith("monograph.")] == [
         "monograph.use_added", "monograph.use_added", "monograph.use_updated", "monograph.use_moved",
@@ -260,7 +270,8 @@ def test_a_dosing_row_shows_on_the_public_page_and_sets_the_pharmacists_dose_che
     [row] = row_ids(app, DosingRow, mid)
     form = admin.get(f"{BASE}/monographs/{mid}/dosing/{row}")
     assert 'value="50"' in form and 'value="300"' in form  # not 50.000 or 3E+2
-    lowered = admin.post(f"{BASE}/monographs/{mid}/dosing/{row}", {**NEW_DOSE, "min_daily_mg": "25"})
+    lowered = admin.post(f"{BASE}/monographs/{mid}/dosing/{row}",
+                         {**NEW_DOSE, "min_daily_mg": "25", "version": version_in(form)})
     assert lowered.status_code == 302
     assert warnings("1") == []
     with app.app_context():
@@ -333,9 +344,11 @@ def test_a_question_is_previewed_sanitised_then_saved_edited_and_moved(
     assert "<strong>No</strong>" in entry and "<script" not in entry and 'href="javascript:' not in entry
 
     new = row_ids(app, FaqEntry, mid)[-1]
-    assert "Can I drink alcohol while taking it?" in admin.get(f"{BASE}/monographs/{mid}/faq/{new}")
+    form = admin.get(f"{BASE}/monographs/{mid}/faq/{new}")
+    assert "Can I drink alcohol while taking it?" in form
     edited = admin.post(f"{BASE}/monographs/{mid}/faq/{new}", {"question": "Can I drink alcohol?",
-                                                              "answer": "Better not."})
+                                                              "answer": "Better not.",
+                                                              "version": version_in(form)})
     assert edited.status_code == 302 and edited.headers["Location"].endswith("#faq")
     assert admin.post(f"{BASE}/monographs/{mid}/faq/{new}/move", {"direction": "up"}).status_code == 302
     questions = [part.split("</summary>")[0] for part in client.get("/monographs/acamprosate").get_data(
@@ -445,6 +458,251 @@ def test_simultaneous_saves_of_one_section_keep_exactly_one(
             MonographSection.monograph_id == mid, MonographSection.key == "evidence")).one()
         assert (stored.body_markdown, stored.version) == (f"Text of editor {winners[0]}.", 2)
     assert audit_actions(app).count("monograph.section_updated") == 1
+
+
+# Two admins editing one safety entry, dosing row, use or question ------------------------------------
+
+
+def safety_entry(app: Flask, term: str) -> SafetyEntry:
+    with app.app_context():
+        return db.session.scalars(sa.select(SafetyEntry).where(
+            SafetyEntry.monograph_id == monograph_id(app, "naltrexone"), SafetyEntry.term == term)).one()
+
+
+def dosing_row(app: Flask, indication: str) -> DosingRow:
+    with app.app_context():
+        return db.session.scalars(sa.select(DosingRow).where(
+            DosingRow.monograph_id == monograph_id(app, "naltrexone"), DosingRow.indication == indication)).one()
+
+
+PREGNANCY = {"kind": "contraindication", "term": "Pregnancy", "severity": "moderate",
+             "match_terms": "pregnancy\npregnant", "note": "Weigh the risks with the prescriber."}
+ALCOHOL_DOSE = {**{k: v for k, v in NEW_DOSE.items() if k != "off_label"}, "indication": "Alcohol dependence",
+                "dose": "50 mg", "frequency": "Once daily", "min_daily_mg": "25", "max_daily_mg": "100"}
+
+
+def test_a_stale_save_of_a_safety_entry_gets_409_and_the_safety_check_uses_the_first(
+    app: Flask, admin: Admin, make_user: Callable[..., int], users: dict[str, int]
+) -> None:
+    other = second_admin(app, make_user)
+    mid, entry = monograph_id(app, "naltrexone"), safety_entry(app, "Pregnancy").id
+    url = f"{BASE}/monographs/{mid}/safety/{entry}"
+    first_form, second_form = admin.get(url), other.get(url)
+    with app.app_context():
+        db.session.add(ProfileEntry(user_id=users["customer"], kind="condition", text="Breastfeeding"))
+        db.session.commit()
+
+    def pharmacists_warnings() -> list[tuple[str, str, str]]:
+        with app.app_context():
+            patient = db.session.get(User, users["customer"])
+            product = db.session.scalars(sa.select(Product).where(Product.slug == "naltrexone")).one()
+            return [(w.severity, w.title, w.detail.split(".")[0]) for w in profile_warnings(patient, product)]
+
+    assert pharmacists_warnings() == []
+    first = {**PREGNANCY, "severity": "severe", "match_terms": "pregnancy\npregnant\nbreastfeeding",
+             "version": version_in(first_form)}
+    assert admin.post(url, first).status_code == 302
+
+    second = {**PREGNANCY, "severity": "minor", "note": "Usually fine.", "version": version_in(second_form)}
+    response = other.post(url, second)
+    assert response.status_code == 409
+    page = response.get_data(as_text=True)
+    assert "This safety entry was changed by someone else meanwhile" in flashes(page)
+    assert field_error(page, "severity") == "Changed by someone else meanwhile; saved now: “Severe”."
+    assert field_error(page, "match_terms") == (
+        "Changed by someone else meanwhile; saved now: “pregnancy, pregnant, breastfeeding”.")
+    assert field_error(page, "note") == (
+        "Changed by someone else meanwhile; saved now: “Weigh the risks with the prescriber.”.")
+    assert '<option selected value="minor">' in page and "Usually fine." in page  # their values are kept
+    assert version_in(page) == "2"  # saving again from here replaces the first's values on purpose
+
+    with app.app_context():
+        stored = db.session.get(SafetyEntry, entry)
+        assert (stored.severity, stored.match_list, stored.note, stored.version) == (
+            "severe", ["pregnancy", "pregnant", "breastfeeding"], PREGNANCY["note"], 2)
+    assert audit_actions(app).count("monograph.safety_updated") == 1
+    assert pharmacists_warnings() == [("severe", "Contraindication: Pregnancy", "Patient lists Breastfeeding")]
+
+
+def test_a_stale_save_of_a_dosing_row_gets_409_and_the_dose_check_uses_the_first(
+    app: Flask, admin: Admin, make_user: Callable[..., int]
+) -> None:
+    other = second_admin(app, make_user)
+    mid, row = monograph_id(app, "naltrexone"), dosing_row(app, "Alcohol dependence").id
+    url = f"{BASE}/monographs/{mid}/dosing/{row}"
+    first_form, second_form = admin.get(url), other.get(url)
+
+    def dose_check(tablets_a_day: str) -> list[str]:
+        with app.app_context():
+            product = db.session.scalars(sa.select(Product).where(Product.slug == "naltrexone")).one()
+            strength = next(s for s in product.strengths if s.slug == "50-mg")
+            return [w.title for w in dose_warnings(product, strength, Decimal(tablets_a_day))]
+
+    assert dose_check("3") == ["Dose outside the usual range"]  # 150 mg a day: above every 25-100 mg row
+    assert admin.post(url, {**ALCOHOL_DOSE, "max_daily_mg": "150",
+                            "version": version_in(first_form)}).status_code == 302
+
+    response = other.post(url, {**ALCOHOL_DOSE, "max_daily_mg": "120", "duration": "Six months",
+                                "version": version_in(second_form)})
+    assert response.status_code == 409
+    page = response.get_data(as_text=True)
+    assert "This dosing row was changed by someone else meanwhile" in flashes(page)
+    assert field_error(page, "max_daily_mg") == "Changed by someone else meanwhile; saved now: “150 mg”."
+    assert 'value="120"' in page and 'value="Six months"' in page  # what they typed stays
+    with app.app_context():
+        stored = db.session.get(DosingRow, row)
+        assert (stored.min_daily_mg, stored.max_daily_mg, stored.duration, stored.version) == (
+            Decimal("25"), Decimal("150"), NEW_DOSE["duration"], 2)
+    assert audit_actions(app).count("monograph.dosing_updated") == 1
+    assert dose_check("3") == []  # the first admin's 25-150 mg, not the second's 25-120 mg
+    assert dose_check("2.6") == []  # 130 mg: the second's range would have flagged it
+
+
+ROW_MODELS = {"uses": (MonographUse, "monograph.use_updated"), "faq": (FaqEntry, "monograph.faq_updated")}
+
+
+@pytest.mark.parametrize(("kind", "data", "first", "second", "field_id", "message"), [
+    ("uses", {"name": "Alcohol dependence", "approved": "approved", "evidence": "strong", "note": ""},
+     {"approved": "off_label"}, {"note": "Two large trials."}, "approved", "saved now: off-label."),
+    ("faq", {"question": "Can I drink?", "answer": "No."},
+     {"answer": "Better not: it adds to the liver's load."}, {"answer": "Never."}, "answer",
+     "saved now: “Better not: it adds to the liver's load.”"),
+])
+def test_a_stale_save_of_a_use_or_question_gets_409_beside_its_field(
+    app: Flask, admin: Admin, make_user: Callable[..., int], kind: str, data: dict[str, str],
+    first: dict[str, str], second: dict[str, str], field_id: str, message: str
+) -> None:
+    other = second_admin(app, make_user)
+    mid = monograph_id(app, "naltrexone")
+    model, updated = ROW_MODELS[kind]
+    assert admin.post(f"{BASE}/monographs/{mid}/{kind}/new", data).status_code == 302
+    url = f"{BASE}/monographs/{mid}/{kind}/{row_ids(app, model, mid)[-1]}"
+    first_form, second_form = admin.get(url), other.get(url)
+    assert admin.post(url, {**data, **first, "version": version_in(first_form)}).status_code == 302
+    response = other.post(url, {**data, **second, "version": version_in(second_form)})
+    assert response.status_code == 409
+    page = response.get_data(as_text=True)
+    assert message in field_error(page, field_id)
+    if kind == "faq":  # the stored answer shows beside the form, as the public page renders it
+        assert "Saved by someone else meanwhile" in page.split('id="stored-answer"')[1].split("</section>")[0]
+    assert audit_actions(app).count(updated) == 1
+
+
+@pytest.mark.parametrize("what", ["safety", "dosing"])
+def test_removing_a_row_someone_edited_meanwhile_is_refused_and_it_stays(
+    app: Flask, admin: Admin, make_user: Callable[..., int], what: str
+) -> None:
+    other = second_admin(app, make_user)
+    mid = monograph_id(app, "naltrexone")
+    if what == "safety":
+        row, model, data = safety_entry(app, "Pregnancy").id, SafetyEntry, {**PREGNANCY, "severity": "severe"}
+        url, name = f"{BASE}/monographs/{mid}/safety/{row}", "The contraindication 'Pregnancy'"
+    else:
+        row, model = dosing_row(app, "Alcohol dependence").id, DosingRow
+        data = {**ALCOHOL_DOSE, "max_daily_mg": "150"}
+        url, name = f"{BASE}/monographs/{mid}/dosing/{row}", "The dosing row 'Alcohol dependence'"
+    editor = other.get(f"{BASE}/monographs/{mid}")  # the second admin's page, with its remove buttons
+    assert admin.post(url, {**data, "version": version_in(admin.get(url))}).status_code == 302
+
+    refused = other.post(f"{url}/remove", removal_version(editor, f"{url}/remove"), follow=True)
+    assert refused.status_code == 200
+    assert (f"{name} was changed by someone else after you opened the page, so it is not removed"
+            in flashes(refused.get_data(as_text=True)))
+    with app.app_context():
+        assert db.session.get(model, row).version == 2
+    assert not [a for a in audit_actions(app) if a.endswith("_removed")]
+
+    # From the page as it is now, the removal is deliberate and goes through.
+    editor = other.get(f"{BASE}/monographs/{mid}")
+    assert other.post(f"{url}/remove", removal_version(editor, f"{url}/remove")).status_code == 302
+    with app.app_context():
+        assert db.session.get(model, row) is None
+
+
+@pytest.mark.parametrize("version", [None, "-1", "2147483648", "x"])
+@pytest.mark.parametrize("what", ["safety", "dosing", "safety/remove", "dosing/remove"])
+def test_a_row_save_or_removal_without_a_valid_version_is_refused(
+    app: Flask, admin: Admin, what: str, version: str | None
+) -> None:
+    mid = monograph_id(app, "naltrexone")
+    if what.startswith("safety"):
+        row, data = safety_entry(app, "Pregnancy").id, {**PREGNANCY, "severity": "severe"}
+    else:
+        row, data = dosing_row(app, "Alcohol dependence").id, {**ALCOHOL_DOSE, "max_daily_mg": "150"}
+    kind, _, action = what.partition("/")
+    url = f"{BASE}/monographs/{mid}/{kind}/{row}" + (f"/{action}" if action else "")
+    sent = {} if action else data
+    response = admin.post(url, sent if version is None else {**sent, "version": version})
+    assert response.status_code == 400
+    assert not [a for a in audit_actions(app) if a.startswith("monograph.")]
+
+
+def test_a_move_leaves_an_open_edit_form_valid(app: Flask, admin: Admin, make_user: Callable[..., int]) -> None:
+    """A move changes only the order, which no edit form holds: it does not make other admins' forms stale."""
+    other = second_admin(app, make_user)
+    mid, row = monograph_id(app, "naltrexone"), dosing_row(app, "Alcohol dependence").id
+    url = f"{BASE}/monographs/{mid}/dosing/{row}"
+    form = other.get(url)
+    before = row_ids(app, DosingRow, mid)
+    assert admin.post(f"{url}/move", {"direction": "up"}).status_code == 302
+    assert row_ids(app, DosingRow, mid) != before
+    assert other.post(url, {**ALCOHOL_DOSE, "max_daily_mg": "150", "version": version_in(form)}).status_code == 302
+    with app.app_context():
+        assert db.session.get(DosingRow, row).max_daily_mg == Decimal("150")
+
+
+def test_simultaneous_saves_of_one_safety_entry_keep_exactly_one(
+    app: Flask, make_user: Callable[..., int]
+) -> None:
+    editors = [second_admin(app, make_user, f"admin{n}@example.com") for n in range(4)]
+    mid, entry = monograph_id(app, "naltrexone"), safety_entry(app, "Pregnancy").id
+    url = f"{BASE}/monographs/{mid}/safety/{entry}"
+    start = threading.Barrier(len(editors))
+    outcomes: dict[int, int] = {}
+
+    def save(n: int) -> None:
+        data = {**PREGNANCY, "severity": SEVERITIES[n % 3], "note": f"Note of editor {n}.", "version": "1"}
+        start.wait()
+        outcomes[n] = editors[n].post(url, data).status_code
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in range(len(editors))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    winners = [n for n, status in outcomes.items() if status == 302]
+    assert len(outcomes) == len(editors) and len(winners) == 1
+    assert sorted(outcomes.values()) == [302, 409, 409, 409]
+    with app.app_context():
+        stored = db.session.get(SafetyEntry, entry)
+        assert (stored.note, stored.severity, stored.version) == (
+            f"Note of editor {winners[0]}.", SEVERITIES[winners[0] % 3], 2)
+    assert audit_actions(app).count("monograph.safety_updated") == 1
+
+
+def test_simultaneous_removals_of_one_safety_entry_remove_it_once(
+    app: Flask, admin: Admin, make_user: Callable[..., int]
+) -> None:
+    editors = [second_admin(app, make_user, f"admin{n}@example.com") for n in range(4)]
+    mid, entry = monograph_id(app, "naltrexone"), safety_entry(app, "Pregnancy").id
+    url = f"{BASE}/monographs/{mid}/safety/{entry}/remove"
+    start = threading.Barrier(len(editors))
+    outcomes: dict[int, int] = {}
+
+    def remove(n: int) -> None:
+        start.wait()
+        outcomes[n] = editors[n].post(url, {"version": "1"}).status_code
+
+    threads = [threading.Thread(target=remove, args=(n,)) for n in range(len(editors))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # The first removes it; the others find it gone (404), none fails half-way.
+    assert sorted(outcomes.values()) == [302, 404, 404, 404]
+    assert audit_actions(app).count("monograph.safety_removed") == 1
 
 
 # Access ---------------------------------------------------------------------------------------------
