@@ -67,6 +67,12 @@ class Config:
     # its address space is capped at this many MB, so a hostile PDF cannot hang or bloat a worker.
     PDF_RENDER_TIMEOUT_SECONDS = float(os.environ.get("PDF_RENDER_TIMEOUT_SECONDS") or 15)
     PDF_RENDER_MEMORY_MB = _env_int("PDF_RENDER_MEMORY_MB", 512)
+    # That child shuts itself in (Landlock, seccomp: no file, socket or process) before it reads the
+    # PDF, and where the kernel cannot do that every PDF is refused. false lets a development machine
+    # without Landlock check PDFs unconfined (with a warning each time); never in production.
+    PDF_SANDBOX_REQUIRED = os.environ.get("PDF_SANDBOX_REQUIRED", "").lower() not in (
+        "0", "false", "no", "off",
+    )
     # Encrypts two-factor (TOTP) secrets in the database; a key of its own, never in the database.
     ACCOUNT_SECRETS_KEY = os.environ.get("ACCOUNT_SECRETS_KEY", "")
     ACCOUNT_SECRETS_KEY_AUTOCREATE = False
@@ -162,6 +168,8 @@ class ProductionConfig(Config):
                 decode_key(settings["ACCOUNT_SECRETS_KEY"], "ACCOUNT_SECRETS_KEY")
             except RuntimeError as error:
                 problems.append(str(error))
+        if not settings.get("PDF_SANDBOX_REQUIRED"):
+            problems.append("PDF_SANDBOX_REQUIRED must stay true in production (hostile PDFs)")
         if settings.get("MAIL_BACKEND") != "smtp":
             problems.append("MAIL_BACKEND must be smtp (customers must receive their emails)")
         if str(settings.get("STRIPE_SECRET_KEY", "")).endswith("localstripe") or settings.get(

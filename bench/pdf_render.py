@@ -3,14 +3,18 @@
 Usage: .venv/bin/python bench/pdf_render.py [--runs 20]
 For two typical prescriptions (a one-page printed e-prescription, and a three-page scan at 300 dpi)
 it times the same checks run in this process (pdf_worker's functions called directly, as before)
-and through the sandbox (a fresh limited child per job, as the app now does), plus an empty job
-(start the child, answer, exit). Prints medians and 90th percentiles in milliseconds; asserts nothing.
+and through the sandbox (a fresh limited and confined child per job, as the app now does), plus an
+empty job (start the child, load and warm up the libraries, confine it, answer, exit) and, for
+comparison, the same empty job with the sandbox skipped (`confine` with Landlock reported missing is
+not something we can ask for, so this times the child with `prepare` and `confine` left out, as the
+worker was before them). Prints medians and 90th percentiles in milliseconds; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -67,6 +71,25 @@ def scanned_prescription(pages: int = 3) -> bytes:
     return out.getvalue()
 
 
+# The worker as it was before `prepare` and `confine`: imports, limits, answer.
+BARE_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import pdf_worker
+pdf_worker.apply_limits(512, 15)
+sys.stdin.buffer.read()
+sys.stdout.buffer.write(b'{"ok": true, "size": 0, "pages": 0}\\n')
+"""
+
+
+def bare_child(limits: PdfLimits) -> None:
+    subprocess.run(
+        [sys.executable, "-I", "-B", "-c", BARE_CHILD, str(pdf_sandbox.WORKER.parent)],
+        input=b'{"job": "probe"}\n', capture_output=True, env={}, cwd="/", timeout=limits.timeout_seconds,
+        check=True,
+    )
+
+
 def timed(action: Callable[[], object], runs: int) -> list[float]:
     action()  # warm the page cache and the imports
     samples = []
@@ -90,8 +113,11 @@ def main() -> None:
     limits = PdfLimits()
     print(f"limits: {limits.timeout_seconds:g} s, {limits.memory_mb} MB; {runs} runs each\n")
 
-    empty = timed(lambda: pdf_sandbox.run({"job": "probe"}, b"", limits), runs)
-    print(f"{'empty job (start a child, answer, exit)':58} {summary(empty)}\n")
+    empty = timed(lambda: pdf_sandbox.run({"job": "probe"}, b"", limits, max_payload=0), runs)
+    print(f"{'empty job (start, warm up, confine, answer, exit)':58} {summary(empty)}")
+    bare = timed(lambda: bare_child(limits), runs)
+    added = statistics.median(empty) - statistics.median(bare)
+    print(f"{'empty job without warm-up or sandbox':58} {summary(bare)}   the two add {added:6.1f} ms\n")
 
     documents = [("printed, 1 page", printed_prescription()), ("scanned, 3 pages", scanned_prescription())]
     for name, data in documents:

@@ -24,6 +24,12 @@ def test_production_refuses_the_default_secret_key(monkeypatch: pytest.MonkeyPat
         create_app(config.ProductionConfig)
 
 
+def test_production_refuses_the_pdf_sandbox_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config.ProductionConfig, "PDF_SANDBOX_REQUIRED", False)
+    with pytest.raises(RuntimeError, match="PDF_SANDBOX_REQUIRED"):
+        create_app(config.ProductionConfig)
+
+
 def test_production_refuses_a_missing_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setattr(config.ProductionConfig, "SECRET_KEY", "x" * 48)

@@ -8,11 +8,15 @@ as hostile:
   EXIF (GPS included), ICC profiles, comments, text chunks and anything appended after the image
   (polyglots) are left behind.
 * PDFs are never opened in this process. `pdf_worker` (run by `pdf_sandbox` in a child process with
-  a time limit, a memory cap and no secrets) parses them with pypdf, refuses active or hidden
-  content (JavaScript, launch actions, attachments, media, XFA, form submission, links to other
-  files), rewrites them page by page so that trailing data, incremental updates, metadata and the
-  catalog are dropped, and checks that the rewritten file renders in PDFium. A PDF that takes
-  longer or needs more memory than the limits allow is refused (`PdfTooDemanding`).
+  a time limit and a memory cap, an empty environment, and a sandbox that lets it open no file and
+  no socket and start no process: see `pdf_worker` for exactly what it does and does not
+  guarantee) parses them with pypdf, refuses active or hidden content (JavaScript, launch actions,
+  attachments, media, XFA, form submission, links to other files), rewrites them page by page so
+  that trailing data, incremental updates, metadata and the catalog are dropped, and checks that
+  the rewritten file renders in PDFium. A PDF that takes longer or needs more memory than the
+  limits allow is refused (`PdfTooDemanding`), and so is one whose rewritten copy is larger than
+  MAX_BYTES (as unreadable). The worker's answer is read up to the largest size it can legitimately
+  have, and checked again here: the child is treated as hostile too.
 
 `validate_upload` raises `UploadRefused` and nothing else, whatever the bytes are; its `message` is
 a sentence that can be shown to the customer as it is.
@@ -31,7 +35,13 @@ from PIL import Image, ImageFile, ImageOps
 
 from shop.prescriptions import pdf_sandbox
 from shop.prescriptions.pdf_sandbox import PdfLimits
-from shop.prescriptions.pdf_worker import MAX_PDF_PAGES, PDF_MAGIC, PDF_NO_SUCH_PAGE, PDF_UNREADABLE
+from shop.prescriptions.pdf_worker import (
+    MAX_PDF_PAGES,
+    PDF_MAGIC,
+    PDF_NO_SUCH_PAGE,
+    PDF_UNREADABLE,
+    png_size_bound,
+)
 
 __all__ = [
     "MAX_BYTES",
@@ -171,7 +181,8 @@ def render_pdf_page(
             raise UploadRefused(PDF_UNREADABLE)
         if isinstance(page_index, bool) or not isinstance(page_index, int) or page_index < 0:
             raise UploadRefused(PDF_NO_SUCH_PAGE)
-        answer = _run_pdf_job({"job": "render", "page": page_index, "max_width": max_width}, data, limits)
+        job: dict[str, object] = {"job": "render", "page": page_index, "max_width": max_width}
+        answer = _run_pdf_job(job, data, limits, max_payload=png_size_bound(max_width))
         if not answer.payload.startswith(PNG_MAGIC):
             raise pdf_sandbox.JobFailed("the PDF worker's image is not a PNG")
         return answer.payload
@@ -277,17 +288,23 @@ def _encode(image: Image.Image, pillow_format: str, **options: object) -> bytes:
 
 
 def _clean_pdf(data: bytes, limits: PdfLimits | None) -> CleanFile:
-    answer = _run_pdf_job({"job": "clean"}, data, limits)
+    answer = _run_pdf_job({"job": "clean", "max_size": MAX_BYTES}, data, limits, max_payload=MAX_BYTES)
+    if len(answer.payload) > MAX_BYTES:
+        # The worker refuses such a copy itself; a larger one means it was not our worker's answer.
+        log.warning("PDF worker's normalised copy is over %d bytes; refused", MAX_BYTES)
+        raise UploadRefused(PDF_UNREADABLE)
     pages = answer.fields.get("pages")
     if type(pages) is not int or not 1 <= pages <= MAX_PDF_PAGES or not answer.payload.startswith(PDF_MAGIC):
         raise pdf_sandbox.JobFailed("the PDF worker's normalised copy does not look right")
     return CleanFile(answer.payload, "application/pdf", "pdf", pages=pages)
 
 
-def _run_pdf_job(job: dict[str, object], data: bytes, limits: PdfLimits | None) -> pdf_sandbox.Answer:
+def _run_pdf_job(
+    job: dict[str, object], data: bytes, limits: PdfLimits | None, *, max_payload: int
+) -> pdf_sandbox.Answer:
     """The worker's answer to `job`; its refusals and the limits become UploadRefused."""
     try:
-        answer = pdf_sandbox.run(job, data, limits or PdfLimits.from_config())
+        answer = pdf_sandbox.run(job, data, limits or PdfLimits.from_config(), max_payload=max_payload)
     except pdf_sandbox.JobStopped as stopped:
         raise PdfTooDemanding(stopped.reason) from None
     if answer.refused is not None:
