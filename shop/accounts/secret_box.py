@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask, current_app
 
+from shop import keyfile
+
 PREFIX = "v1:"
 NONCE_SIZE = 12
 TAG_SIZE = 16
-KEY_SIZE = 32
+KEY_SIZE = keyfile.KEY_SIZE
 KEY_FILE_NAME = "account-secrets.key"
 SETTING = "ACCOUNT_SECRETS_KEY"
 EXTENSION_NAME = "account_secret_box"
@@ -89,65 +90,15 @@ def app_key(app: Flask) -> bytes:
     return key
 
 
-def decode_key(value: str | bytes, source: str) -> bytes:
-    """:raise RuntimeError: not URL-safe base64 of 32 bytes (the message never echoes the value)."""
-    text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-    text = "".join(text.split())  # tolerate a trailing newline from an env file
-    text += "=" * (-len(text) % 4)  # and missing padding
-    try:
-        key = base64.b64decode(text, altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise RuntimeError(
-            f"{source} is not URL-safe base64; generate one with "
-            "python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
-        ) from None
-    if len(key) != KEY_SIZE:
-        raise RuntimeError(f"{source} must decode to {KEY_SIZE} bytes (AES-256), not {len(key)}")
-    return key
+KEY_SOURCE = keyfile.KeySource(
+    setting=SETTING, autocreate_setting="ACCOUNT_SECRETS_KEY_AUTOCREATE", file_name=KEY_FILE_NAME,
+    purpose="two-factor secrets cannot be encrypted or read", file_label="account secrets key file",
+    lost="no two-factor secret can have been sealed with it")
+decode_key = keyfile.decode_key
 
 
 def load_key(config: Mapping[str, Any], instance_path: Path) -> bytes:
     """ACCOUNT_SECRETS_KEY, else (development and testing only, when ACCOUNT_SECRETS_KEY_AUTOCREATE is
     true) a key file in the instance folder, created on first use. Also used by migration 0007."""
-    configured = config.get(SETTING)
-    if configured:
-        return decode_key(configured, SETTING)
-    if not config.get("ACCOUNT_SECRETS_KEY_AUTOCREATE"):
-        raise RuntimeError(
-            f"{SETTING} is not set: two-factor secrets cannot be encrypted or read. Set it to the "
-            "URL-safe base64 of 32 random bytes (keep it out of the database and its backups), or set "
-            "ACCOUNT_SECRETS_KEY_AUTOCREATE for development."
-        )
-    path = Path(instance_path) / KEY_FILE_NAME
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    new_key = os.urandom(KEY_SIZE)
-    try:
-        # O_EXCL: of several processes starting at once exactly one creates the key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError:
-        return _read_key_file(path)
-    with os.fdopen(fd, "wb") as file:
-        file.write(base64.urlsafe_b64encode(new_key) + b"\n")
-        file.flush()
-        os.fsync(file.fileno())
-    return new_key
+    return keyfile.load_key(KEY_SOURCE, config, instance_path)
 
-
-def _read_key_file(path: Path) -> bytes:
-    source = f"account secrets key file {path}"
-    # Another process may be between its os.open and its write: wait briefly for the content. The
-    # creator ends the file with a newline, so a complete but invalid file fails at once.
-    deadline = time.monotonic() + 2.0
-    while True:
-        content = path.read_bytes()
-        try:
-            if not content.strip():
-                raise RuntimeError(
-                    f"{source} is empty (a crash while creating it?); delete it to create a new "
-                    "one: no two-factor secret can have been sealed with it"
-                )
-            return decode_key(content, source)
-        except RuntimeError:
-            if content.endswith(b"\n") or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)

@@ -30,6 +30,7 @@ from shop.catalog.models import (
     SafetyEntry,
     search_key,
 )
+from shop.catalog.services import whole_monograph
 from shop.database import begin_write
 from shop.extensions import db
 
@@ -66,14 +67,8 @@ def all_monographs() -> list[Monograph]:
 
 
 def monograph_for_edit(monograph_id: int) -> Monograph | None:
-    stmt = sa.select(Monograph).where(Monograph.id == monograph_id).options(
-        selectinload(Monograph.sections),
-        selectinload(Monograph.uses),
-        selectinload(Monograph.dosing),
-        selectinload(Monograph.safety_entries),
-        selectinload(Monograph.faq),
-        selectinload(Monograph.products),
-    ).execution_options(populate_existing=True)
+    stmt = (sa.select(Monograph).where(Monograph.id == monograph_id).options(*whole_monograph())
+            .execution_options(populate_existing=True))
     return db.session.scalars(stmt).first()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload, selectinload
@@ -127,16 +128,16 @@ def get_product_page(slug: str, strength_slug: str | None, low_stock_packs: int)
     return ProductPage(product, strength, rows)
 
 
+def whole_monograph() -> tuple[Any, ...]:
+    """Loader options for a monograph page: every part in one query each, however long it is."""
+    return (selectinload(Monograph.sections), selectinload(Monograph.uses), selectinload(Monograph.dosing),
+            selectinload(Monograph.safety_entries), selectinload(Monograph.faq),
+            selectinload(Monograph.products))
+
+
 def get_monograph(slug: str) -> Monograph:
     """:raise LookupError: no monograph has that slug."""
-    stmt = sa.select(Monograph).where(Monograph.slug == slug).options(
-        selectinload(Monograph.sections),
-        selectinload(Monograph.uses),
-        selectinload(Monograph.dosing),
-        selectinload(Monograph.safety_entries),
-        selectinload(Monograph.faq),
-        selectinload(Monograph.products),
-    )
+    stmt = sa.select(Monograph).where(Monograph.slug == slug).options(*whole_monograph())
     monograph = db.session.scalars(stmt).first()
     if monograph is None:
         raise LookupError(slug)

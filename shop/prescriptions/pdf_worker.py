@@ -471,12 +471,17 @@ class _LateImportWatcher:
 def _warm_up_pdf() -> bytes:
     """One page with a line of Helvetica text in a Flate-compressed content stream."""
     content = zlib.compress(b"BT /F1 12 Tf 8 30 Td (Rx 1) Tj ET 0 0 1 rg 8 8 20 10 re f")
+    return one_page_pdf(content, b"[0 0 72 72]", b"/Filter /FlateDecode ")
+
+
+def one_page_pdf(content: bytes, media_box: bytes, stream_extra: bytes = b"") -> bytes:
+    """A one-page PDF with its xref table: the content stream `content`, Helvetica as /F1."""
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(content), content),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox %s /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>" % media_box,
+        b"<< /Length %d %s>>\nstream\n%s\nendstream" % (len(content), stream_extra, content),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
     out = bytearray(b"%PDF-1.7\n")

@@ -11,8 +11,6 @@ Stored format: b"RX1" + 12-byte nonce + ciphertext||16-byte tag.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
 import hmac
@@ -20,7 +18,6 @@ import os
 import re
 import secrets
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +27,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask
 
+from shop import keyfile
+
 FORMAT_VERSION = b"RX1"
 NONCE_SIZE = 12
 TAG_SIZE = 16
-KEY_SIZE = 32
+KEY_SIZE = keyfile.KEY_SIZE
 KEY_FILE_NAME = "prescription.key"
 EXTENSION_NAME = "prescription_store"
 MAX_KEY_LENGTH = 200
@@ -240,67 +239,16 @@ class EncryptedStore:
         self.storage.delete(key)
 
 
-def _decode_key(value: str | bytes, source: str) -> bytes:
-    text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-    text = "".join(text.split())  # tolerate a trailing newline from an env file
-    text += "=" * (-len(text) % 4)  # and missing padding
-    try:
-        key = base64.b64decode(text, altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise RuntimeError(
-            f"{source} is not URL-safe base64; generate one with "
-            "python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
-        ) from None
-    if len(key) != KEY_SIZE:
-        raise RuntimeError(f"{source} must decode to {KEY_SIZE} bytes (AES-256), not {len(key)}")
-    return key
+KEY_SOURCE = keyfile.KeySource(
+    setting="PRESCRIPTION_ENCRYPTION_KEY", autocreate_setting="PRESCRIPTION_KEY_AUTOCREATE",
+    file_name=KEY_FILE_NAME, purpose="prescription documents cannot be encrypted",
+    file_label="prescription key file", lost="no document can have been encrypted with it")
 
 
 def load_key(config: Mapping[str, Any], instance_path: Path) -> bytes:
-    """The application key: PRESCRIPTION_ENCRYPTION_KEY, else (development and testing only, when
+    """PRESCRIPTION_ENCRYPTION_KEY, else (development and testing only, when
     PRESCRIPTION_KEY_AUTOCREATE is true) a key file in the instance folder, created on first use."""
-    configured = config.get("PRESCRIPTION_ENCRYPTION_KEY")
-    if configured:
-        return _decode_key(configured, "PRESCRIPTION_ENCRYPTION_KEY")
-    if not config.get("PRESCRIPTION_KEY_AUTOCREATE"):
-        raise RuntimeError(
-            "PRESCRIPTION_ENCRYPTION_KEY is not set: prescription documents cannot be encrypted. "
-            "Set it to the URL-safe base64 of 32 random bytes (keep it out of the database and "
-            "its backups), or set PRESCRIPTION_KEY_AUTOCREATE for development."
-        )
-    path = Path(instance_path) / KEY_FILE_NAME
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    new_key = os.urandom(KEY_SIZE)
-    try:
-        # O_EXCL: of several processes starting at once exactly one creates the key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError:
-        return _read_key_file(path)
-    with os.fdopen(fd, "wb") as file:
-        file.write(base64.urlsafe_b64encode(new_key) + b"\n")
-        file.flush()
-        os.fsync(file.fileno())
-    return new_key
-
-
-def _read_key_file(path: Path) -> bytes:
-    source = f"prescription key file {path}"
-    # Another process may be between its os.open and its write: wait briefly for the content. The
-    # creator ends the file with a newline, so a complete but invalid file fails at once.
-    deadline = time.monotonic() + 2.0
-    while True:
-        content = path.read_bytes()
-        try:
-            if not content.strip():
-                raise RuntimeError(
-                    f"{source} is empty (a crash while creating it?); delete it to create a new "
-                    "one: no document can have been encrypted with it"
-                )
-            return _decode_key(content, source)
-        except RuntimeError:
-            if content.endswith(b"\n") or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+    return keyfile.load_key(KEY_SOURCE, config, instance_path)
 
 
 def store_for_app(app: Flask) -> EncryptedStore:

@@ -419,7 +419,7 @@ def test_empty_key_file_is_refused_after_a_short_wait(
     # An empty file may be another process between creating and writing it; left empty, it is refused.
     (tmp_path / "prescription.key").write_bytes(b"")
     clock = itertools.count(step=1.0)  # each look at the clock is a second later: no real wait
-    monkeypatch.setattr("shop.prescriptions.storage.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("shop.keyfile.time.monotonic", lambda: next(clock))
     with pytest.raises(RuntimeError, match="empty"):
         load_key({"PRESCRIPTION_KEY_AUTOCREATE": True}, tmp_path)
 
