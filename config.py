@@ -170,6 +170,8 @@ class ProductionConfig(Config):
                 problems.append(str(error))
         if not settings.get("PDF_SANDBOX_REQUIRED"):
             problems.append("PDF_SANDBOX_REQUIRED must stay true in production (hostile PDFs)")
+        if settings.get("DEV_MAILBOX"):
+            problems.append("DEV_MAILBOX must be off in production (it shows every email sent)")
         if settings.get("MAIL_BACKEND") != "smtp":
             problems.append("MAIL_BACKEND must be smtp (customers must receive their emails)")
         if str(settings.get("STRIPE_SECRET_KEY", "")).endswith("localstripe") or settings.get(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+import ipaddress
+
+from flask import Blueprint, abort, current_app, render_template, request
 
 from shop.access import public
 from shop.notifications.services import recent_messages
@@ -10,10 +12,23 @@ from shop.notifications.services import recent_messages
 bp = Blueprint("notifications", __name__)
 
 
+def _from_this_machine() -> bool:
+    """The request comes from the loopback address (127.0.0.0/8 or ::1). The mailbox holds staff
+    password links, so nobody else on the network may read it, even in development."""
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 from a dual-stack socket
+    return address.is_loopback
+
+
 @bp.get("/dev/mailbox")
 @public
 def mailbox() -> str:
-    """:raise 404: outside development (DEMO_MODE off), the page does not exist."""
-    if not current_app.config.get("DEV_MAILBOX"):
+    """:raise 404: outside development (DEV_MAILBOX off, which production enforces), or to any
+    visitor not on this machine: the page does not exist for them."""
+    if not current_app.config.get("DEV_MAILBOX") or not _from_this_machine():
         abort(404)
     return render_template("notifications/mailbox.html", messages=recent_messages())
