@@ -54,8 +54,9 @@ class ImportForm(FlaskForm):
 
 
 def edit_form(strength: Strength, formdata: MultiDict | None = None) -> PriceTableForm:
-    """A price and a version field per package on sale, and per package the browser sent (one
-    retired meanwhile still gets its say). The version is the one the page was read at."""
+    """A price, a version and an original field per package on sale, and per package the browser
+    sent (one retired meanwhile still gets its say). The version and the original price are the ones
+    the page was read at: only a price typed over its original is saved."""
     posted = formdata or MultiDict()
     fields: dict[str, Any] = {}
     for package in _form_packages(strength, posted):
@@ -63,6 +64,7 @@ def edit_form(strength: Strength, formdata: MultiDict | None = None) -> PriceTab
         current = prices.plain_amount(package.price_cents)
         fields[prices.price_field(package.id)] = StringField(label, default=current)
         fields[prices.version_field(package.id)] = HiddenField(default=str(package.version))
+        fields[prices.original_field(package.id)] = HiddenField(default=current)
     form_class = type("EditPricesForm", (PriceTableForm,), fields)
     return form_class(formdata=formdata)
 
@@ -79,17 +81,18 @@ def _strength_or_404(strength_id: int) -> Strength:
 
 
 def _render_editor(strength: Strength, form: PriceTableForm, *, add_form: AddPackageForm | None = None,
-                   preview: prices.Preview | None = None, status: int = 200) -> Any:
+                   preview: prices.Preview | None = None, changed_meanwhile: frozenset[int] = frozenset(),
+                   status: int = 200) -> Any:
     current = prices.preview(strength, {}, current_app.config["LOW_STOCK_PACKS"])
-    inputs = [(p, form[prices.price_field(p.id)], form[prices.version_field(p.id)])
-              for p in _form_packages(strength, request.form)]
+    inputs = [(p, form[prices.price_field(p.id)], form[prices.version_field(p.id)],
+               form[prices.original_field(p.id)]) for p in _form_packages(strength, request.form)]
     return render_template(
         "admin/prices/edit.html", strength=strength, product=strength.product, form=form, inputs=inputs,
         current_lines={row.package.id: row.price for row in current.rows},
         add_form=add_form or AddPackageForm(formdata=None, prefix=ADD_PREFIX), table=preview or current,
         previewing=preview is not None,
         history=prices.history(strength.id), scheduled=prices.scheduled(strength.id),
-        kind_labels=prices.KIND_LABELS,
+        kind_labels=prices.KIND_LABELS, changed_meanwhile=changed_meanwhile,
     ), status
 
 
@@ -128,18 +131,17 @@ def edit(strength_id: int) -> Any:
             return _render_editor(strength, form, status=422)
         preview = prices.preview(strength, parsed, current_app.config["LOW_STOCK_PACKS"])
         return _render_editor(strength, form, preview=preview)
-    edits = [prices.PriceEdit(package_id, text, _seen_version(form, package_id))
-             for package_id, text in typed.items()]
+    edits = [prices.PriceEdit(package_id, text, _seen_version(form, package_id),
+                              _original(form, package_id)) for package_id, text in typed.items()]
     try:
         result = prices.save_prices(strength.id, edits, _me(), reason=form.reason.data or "",
                                     effective_at=form.effective_at.data)
     except prices.PriceConflict as error:
         strength = _strength_or_404(strength_id)  # the state that won, for the admin to review
-        for package in strength.packages:
-            if prices.version_field(package.id) in form:
-                form[prices.version_field(package.id)].data = str(package.version)
+        _start_from_current(form, strength, {edit.package_id for edit in edits if edit.edited})
         apply_errors(form, error.errors)
-        return _render_editor(strength, form, status=409)
+        marked = frozenset(e.package_id for e in edits if prices.price_field(e.package_id) in error.errors)
+        return _render_editor(strength, form, changed_meanwhile=marked, status=409)
     except Refused as error:
         apply_errors(form, error.errors)
         return _render_editor(strength, form, status=422)
@@ -155,6 +157,26 @@ def _seen_version(form: PriceTableForm, package_id: int) -> int:
     if not 0 <= version <= MAX_VERSION:
         abort(400)
     return version
+
+
+def _original(form: PriceTableForm, package_id: int) -> str | None:
+    """The price the field started from; None (count it as edited) from a form without one."""
+    name = prices.original_field(package_id)
+    return form[name].data if name in request.form else None
+
+
+def _start_from_current(form: PriceTableForm, strength: Strength, edited: set[int]) -> None:
+    """After a refusal the form starts again from the prices and versions that won: a field the admin
+    left alone shows the current price; an edited one keeps the typed price, to be saved deliberately."""
+    for package in strength.packages:
+        if prices.version_field(package.id) not in form:
+            continue
+        current = prices.plain_amount(package.price_cents)
+        form[prices.version_field(package.id)].data = str(package.version)
+        form[prices.original_field(package.id)].data = current
+        if package.id not in edited:
+            price_input = form[prices.price_field(package.id)]
+            price_input.data, price_input.raw_data = current, [current]
 
 
 def _flash_saved(result: prices.SaveResult) -> None:

@@ -45,6 +45,11 @@ def version_field(package_id: int) -> str:
     return f"version_{package_id}"
 
 
+def original_field(package_id: int) -> str:
+    """The hidden field with the price the package's field started from."""
+    return f"original_{package_id}"
+
+
 def plain_amount(cents: int) -> str:
     """Cents as a plain amount for an input or a CSV: 40546 -> "405.46"."""
     return f"{cents // 100}.{cents % 100:02d}"
@@ -63,11 +68,6 @@ def parse_typed_price(text: str | None) -> int:
         return money.parse_price(text)
     except money.InvalidPrice as error:
         raise money.InvalidPrice(_sentence(str(error))) from None
-
-
-def conflict_message(price_cents: int, currency: str) -> str:
-    now = money.format_cents(price_cents, currency)
-    return f"This price was changed by someone else meanwhile: now {now}. Review and save again."
 
 
 # Reading -------------------------------------------------------------------------------------------
@@ -199,6 +199,19 @@ class PriceEdit:
     package_id: int
     price_text: str | None
     seen_version: int
+    # The price the field started from (the form's hidden "original"); None: count it as edited.
+    original_text: str | None = None
+
+    @property
+    def edited(self) -> bool:
+        """Whether the admin changed this field: only edited fields are ever saved, so a field left
+        alone never writes back a price it showed before someone else changed it."""
+        if self.original_text is None:
+            return True
+        try:
+            return parse_typed_price(self.price_text) != parse_typed_price(self.original_text)
+        except money.InvalidPrice:
+            return True
 
 
 @dataclass(frozen=True)
@@ -235,18 +248,64 @@ def record_change(package: Package, kind: str, old: int | None, new: int, actor:
     return change
 
 
-def _current(package_id: int) -> sa.Row:
-    """The committed state of a package, read past the session's identity map."""
-    columns = (Package.price_cents, Package.version, Package.active, Package.currency)
-    return db.session.execute(sa.select(*columns).where(Package.id == package_id)).one()
+def _locked_state(package_ids: Sequence[int]) -> dict[int, sa.Row]:
+    """The committed state of packages, read past the session's identity map and held until the
+    transaction ends (PostgreSQL), so the versions compared stay the versions written against."""
+    columns = (Package.id, Package.price_cents, Package.version, Package.active, Package.currency)
+    rows = db.session.execute(sa.select(*columns).where(Package.id.in_(package_ids))
+                              .order_by(Package.id).with_for_update())
+    return {row.id: row for row in rows}
+
+
+def latest_changes(package_ids: Sequence[int]) -> dict[int, PriceChange]:
+    """Each package's latest applied change (price, retirement...), with who made it: one query."""
+    newest = (sa.select(PriceChange.package_id, sa.func.max(PriceChange.id).label("id"))
+              .where(PriceChange.package_id.in_(package_ids), PriceChange.applied_at.is_not(None))
+              .group_by(PriceChange.package_id).subquery())
+    changes = db.session.scalars(sa.select(PriceChange).join(newest, newest.c.id == PriceChange.id)
+                                 .options(joinedload(PriceChange.actor)))
+    return {change.package_id: change for change in changes}
+
+
+def _who_and_when(change: PriceChange | None) -> str:
+    if change is None or change.applied_at is None:
+        return "by someone else"
+    who = change.actor.email if change.actor else "someone else"
+    scheduled_note = " (scheduled)" if change.applied_at != change.created_at else ""
+    return f"by {who} at {change.applied_at:%Y-%m-%d %H:%M} UTC{scheduled_note}"
+
+
+def _what_changed(change: PriceChange | None, state: sa.Row) -> str:
+    if change is not None and change.kind in ("retired", "restored"):
+        return change.kind
+    if change is not None and change.kind == "price" and change.old_price_cents is not None:
+        return (f"{money.format_cents(change.old_price_cents, state.currency)} → "
+                f"{money.format_cents(change.new_price_cents, state.currency)}")
+    return f"now {money.format_cents(state.price_cents, state.currency)}"
+
+
+def conflict_message(price_cents: int, currency: str, change: PriceChange | None = None) -> str:
+    """For a field the admin edited: their price stays in it, to save again deliberately."""
+    now = money.format_cents(price_cents, currency)
+    return (f"This price was changed {_who_and_when(change)} meanwhile: now {now}. Your price is still in "
+            "the field: review it and save again.")
+
+
+def untouched_message(state: sa.Row, change: PriceChange | None) -> str:
+    """For a field the admin left alone: the form shows the current price from now on."""
+    return (f"Changed meanwhile {_who_and_when(change)}: {_what_changed(change, state)}. This field now "
+            "shows the current price.")
 
 
 def save_prices(strength_id: int, edits: Sequence[PriceEdit], actor: User, *, reason: str = "",
                 effective_at: dt.datetime | None = None, now: dt.datetime | None = None) -> SaveResult:
-    """Apply (or, with a future `effective_at`, schedule) the typed prices of a strength's packages.
+    """Apply (or, with a future `effective_at`, schedule) the prices the admin edited.
 
-    Only packages whose typed price differs from the current one change. Each is a conditional
-    UPDATE on the version the editor read; if any package changed meanwhile, nothing is saved.
+    Only edits whose typed price differs from the price their field started from (PriceEdit.edited)
+    and from the current one are written. The prices of a strength are set against each other (the
+    per-pill comparison), so if any package in the form changed since the editor read it (its
+    version moved on), nothing is saved and each such field is named, with who changed it and when.
+    Each write is also a conditional UPDATE on the version the editor read.
 
     :raise LookupError: no such strength.
     :raise Refused: a typed value is invalid (per field).
@@ -262,38 +321,49 @@ def save_prices(strength_id: int, edits: Sequence[PriceEdit], actor: User, *, re
         packages = {p.id: p for p in strength.packages}
         edits = [e for e in edits if e.package_id in packages]
         prices = parse_prices(strength, {e.package_id: e.price_text for e in edits})
-        conflicts: dict[str, str] = {}
+        states = _locked_state([e.package_id for e in edits])
+        stale = {e.package_id for e in edits if states[e.package_id].version != e.seen_version}
+        changes = latest_changes(sorted(stale)) if stale else {}
+        conflicts: dict[str, str] = {}  # fields the admin edited that cannot be saved
+        untouched: dict[str, str] = {}  # fields left alone whose package changed meanwhile
         changed: list[tuple[Package, int, int]] = []  # package, old, new
         for edit in edits:
-            package, new = packages[edit.package_id], prices[edit.package_id]
-            if new == package.price_cents:
+            package, state, new = packages[edit.package_id], states[edit.package_id], prices[edit.package_id]
+            field_name = price_field(package.id)
+            if not edit.edited:
+                if package.id in stale:
+                    untouched[field_name] = untouched_message(state, changes.get(package.id))
+                continue  # never written: a field left alone cannot undo someone else's change
+            if new == state.price_cents:
                 continue  # unchanged, or someone else set this very price meanwhile: nothing is lost
-            if not package.active:
-                conflicts[price_field(package.id)] = ("This package was retired meanwhile; restore it "
-                                                      "before changing its price.")
+            if not state.active:
+                conflicts[field_name] = ("This package was retired meanwhile; restore it before changing "
+                                         "its price.")
                 continue
-            if effective_at is None:
+            done = package.id not in stale
+            if done and effective_at is None:  # scheduling does not touch the package
                 done = db.session.execute(
                     sa.update(Package)
                     .where(Package.id == package.id, Package.version == edit.seen_version, Package.active)
                     .values(price_cents=new, version=Package.version + 1)
-                    .execution_options(synchronize_session=False)).rowcount
-            else:
-                done = int(package.version == edit.seen_version)  # scheduling does not touch the package
+                    .execution_options(synchronize_session=False)).rowcount == 1
             if not done:
-                current = _current(package.id)
-                conflicts[price_field(package.id)] = conflict_message(current.price_cents, current.currency)
+                conflicts[field_name] = conflict_message(state.price_cents, state.currency,
+                                                         changes.get(package.id))
                 continue
-            changed.append((package, package.price_cents, new))
-        if conflicts:
-            raise PriceConflict(conflicts)
+            changed.append((package, state.price_cents, new))
+        # The prices of a strength are set against each other (per pill): an edit made beside a
+        # package that changed meanwhile is refused too, so the admin sees the new table first.
+        if conflicts or (untouched and changed):
+            raise PriceConflict(conflicts | untouched)
         for package, old, new in changed:
             record_change(package, "price", old, new, actor, reason, now, effective_at=effective_at)
             audit.record("price.scheduled" if effective_at else "price.changed", object_type="package",
                          object_id=package.id, actor=actor, strength_id=strength.id, units=package.units,
                          old_price_cents=old, new_price_cents=new, reason=reason,
                          **({"effective_at": effective_at.isoformat()} if effective_at else {}))
-        warnings = preview(strength, prices, low_stock_packs=0).warnings  # stock plays no part in them
+        saved = {package.id: new for package, _, new in changed}
+        warnings = preview(strength, saved, low_stock_packs=0).warnings  # stock plays no part in them
         db.session.commit()
     return SaveResult(len(changed), effective_at, warnings)
 

@@ -303,22 +303,42 @@ def test_a_save_is_kept_in_the_history_and_the_audit_log(
 
 # Concurrent edits ----------------------------------------------------------------------------------
 
-def test_the_second_saver_is_told_the_price_changed_and_nothing_is_lost(
-        app: Flask, admin: FlaskClient, make_user: Callable[..., int]) -> None:
-    strength_id, packs = ids(app)
+def second_admin(app: Flask, make_user: Callable[..., int]) -> FlaskClient:
     make_user("admin2@example.com", role="admin")
     other = app.test_client()
     assert sign_in(other, app, "admin2@example.com").status_code == 302
+    return other
+
+
+def field_error(page: str, package_id: int) -> str:
+    found = re.search(rf'<p class="error" id="{prices.price_field(package_id)}-error">(.*?)</p>', page)
+    assert found, f"no error beside the price field of package {package_id}"
+    return found.group(1)
+
+
+def marked_rows(page: str) -> list[str]:
+    """The editor's rows marked as changed by someone else."""
+    return [row[0] for row in table(page, "Packages on sale") if "Changed meanwhile" in row[0]]
+
+
+WHEN = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC"
+
+
+def test_the_second_saver_is_told_the_price_changed_and_nothing_is_lost(
+        app: Flask, admin: FlaskClient, make_user: Callable[..., int]) -> None:
+    strength_id, packs = ids(app)
+    other = second_admin(app, make_user)
 
     first_form, second_form = editor_form(admin, strength_id), editor_form(other, strength_id)
     assert submit(admin, strength_id, {packs[60]: "399.00"}, form=first_form).status_code == 302
 
-    # The second editor read version 1 too: refused, told the new price, and none of it is saved.
+    # The second editor read version 1 too: refused, told who set which price, and none of it is saved.
     response = submit(other, strength_id, {packs[30]: "220.00", packs[60]: "420.00"}, form=second_form)
     assert response.status_code == 409
     page = html.unescape(response.get_data(as_text=True))
-    assert (f'id="{prices.price_field(packs[60])}-error">This price was changed by someone else meanwhile: '
-            "now $399.00. Review and save again.</p>") in page
+    assert re.fullmatch(rf"This price was changed by admin@example.com at {WHEN} meanwhile: now \$399.00. "
+                        "Your price is still in the field: review it and save again.", field_error(page, packs[60]))
+    assert marked_rows(page) == ["60 film-coated tablets Changed meanwhile"]
     assert state(app, packs[60]) == (39900, 2, True)
     assert state(app, packs[30]) == (21424, 1, True)
     assert [c.new_price_cents for c in changes(app)] == [39900]
@@ -326,12 +346,60 @@ def test_the_second_saver_is_told_the_price_changed_and_nothing_is_lost(
     # The page now carries the current version and the typed prices: saving again is deliberate.
     retry = editor_form(other, strength_id, page)
     assert retry[prices.version_field(packs[60])] == "2"
+    assert retry[prices.original_field(packs[60])] == "399.00"
     assert (retry[prices.price_field(packs[30])], retry[prices.price_field(packs[60])]) == ("220.00", "420.00")
     assert submit(other, strength_id, {}, form=retry).status_code == 302
     assert state(app, packs[60]) == (42000, 3, True)
     assert state(app, packs[30]) == (22000, 2, True)
     assert [(c.old_price_cents, c.new_price_cents) for c in changes(app)] == [
         (40546, 39900), (21424, 22000), (39900, 42000)]
+
+
+def test_a_field_left_alone_shows_the_price_that_won_and_saving_again_keeps_it(
+        app: Flask, admin: FlaskClient, make_user: Callable[..., int]) -> None:
+    """The issue's lost update: the second admin edits only the 30 pack while the first changes the 90."""
+    strength_id, packs = ids(app)
+    other = second_admin(app, make_user)
+    second_form = editor_form(other, strength_id)
+    assert submit(admin, strength_id, {packs[90]: "580.00"}, reason="Match the wholesaler").status_code == 302
+
+    response = submit(other, strength_id, {packs[30]: "220.00"}, form=second_form)
+    assert response.status_code == 409
+    page = html.unescape(response.get_data(as_text=True))
+    assert state(app, packs[30]) == (21424, 1, True) and state(app, packs[90]) == (58000, 2, True)
+    # The 90 field now holds the price that won, is marked, and says who changed it, when and how.
+    retry = editor_form(other, strength_id, page)
+    assert retry[prices.price_field(packs[90])] == "580.00"
+    assert retry[prices.price_field(packs[30])] == "220.00"  # the edit is kept, to be saved deliberately
+    assert marked_rows(page) == ["90 film-coated tablets Changed meanwhile"]
+    assert re.fullmatch(rf"Changed meanwhile by admin@example.com at {WHEN}: \$595.68 → \$580.00. This field "
+                        "now shows the current price.", field_error(page, packs[90]))
+    assert table(page, "Packages on sale")[2][1] == "$580.00"  # "Price now" agrees with the field
+
+    # Saving again, as the message invites, writes the 30 pack and keeps the first admin's 90 pack.
+    assert submit(other, strength_id, {}, form=retry).status_code == 302
+    assert state(app, packs[90]) == (58000, 2, True)
+    assert state(app, packs[30]) == (22000, 2, True)
+    assert [(c.package_id, c.new_price_cents) for c in changes(app)] == [(packs[90], 58000), (packs[30], 22000)]
+
+
+def test_a_field_left_alone_is_never_written(app: Flask, admin: FlaskClient) -> None:
+    """Only a price typed over the price its field started from is saved: a field that still holds its
+    original is not written, even when it differs from the stored price and the version matches."""
+    strength_id, packs = ids(app)
+    form = editor_form(admin, strength_id)
+    form[prices.original_field(packs[90])] = form[prices.price_field(packs[90])] = "500.00"
+    assert submit(admin, strength_id, {packs[60]: "399.00"}, form=form).status_code == 302
+    assert state(app, packs[90]) == (59568, 1, True)
+    assert state(app, packs[60]) == (39900, 2, True)
+    assert [c.package_id for c in changes(app)] == [packs[60]]
+
+    # The same in the service: an edit equal to its original is left alone.
+    with app.app_context():
+        actor = db.session.scalars(sa.select(User).where(User.email == "admin@example.com")).one()
+        result = prices.save_prices(strength_id, [prices.PriceEdit(packs[30], "1.00", 1, "1.00")], actor)
+        db.session.remove()
+    assert result.changed == 0 and state(app, packs[30]) == (21424, 1, True)
 
 
 def test_simultaneous_saves_of_one_version_keep_exactly_one(app: Flask, users: dict[str, int]) -> None:
@@ -364,8 +432,10 @@ def test_simultaneous_saves_of_one_version_keep_exactly_one(app: Flask, users: d
     saved = [text for kind, text in outcomes if kind == "saved"]
     assert len(outcomes) == len(typed) and len(saved) == 1
     winner = saved[0]
-    refusal = f"This price was changed by someone else meanwhile: now ${winner}. Review and save again."
-    assert [text for kind, text in outcomes if kind == "refused"] == [refusal] * (len(typed) - 1)
+    refusal = (rf"This price was changed by admin@example.com at {WHEN} meanwhile: now \${winner}. Your price is "
+               "still in the field: review it and save again.")
+    refused = [text for kind, text in outcomes if kind == "refused"]
+    assert len(refused) == len(typed) - 1 and all(re.fullmatch(refusal, text) for text in refused)
     assert state(app, packs[60]) == (int(winner.replace(".", "")), 2, True)
     assert [c.new_price_cents for c in changes(app)] == [int(winner.replace(".", ""))]
 
@@ -480,7 +550,7 @@ def test_a_scheduled_change_applies_when_due_and_can_be_cancelled(
     # An editor opened before the change was applied is told about it.
     response = submit(admin, strength_id, {packs[60]: "410.00"}, form=stale_form)
     assert response.status_code == 409
-    assert "now $399.00. Review and save again." in response.get_data(as_text=True)
+    assert "now $399.00. Your price is still in the field" in response.get_data(as_text=True)
 
     # A cancelled change never applies.
     later = when + dt.timedelta(days=1)
