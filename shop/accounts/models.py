@@ -24,7 +24,7 @@ class User(UserMixin, db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # Stored normalised (trimmed, lower-case), so uniqueness is case-insensitive.
+    # Stored normalised (shop.accounts.email_address), so look-alike spellings are one account.
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(256))
     legal_name: Mapped[str] = mapped_column(sa.String(160))
@@ -88,6 +88,9 @@ class UserSession(db.Model):
     two_factor_done: Mapped[bool] = mapped_column(default=False)
     ip: Mapped[str | None] = mapped_column(sa.String(45))
     user_agent: Mapped[str] = mapped_column(sa.String(200), default="")
+    # The two-factor secret being set up in this browser, sealed by secret_box: kept here rather than
+    # in the session cookie, which is signed but readable by anyone who holds it.
+    totp_setup_secret: Mapped[str | None] = mapped_column(sa.String(200))
 
     user: Mapped[User] = relationship()
 
@@ -103,21 +106,45 @@ class RecoveryCode(db.Model):
     used_at: Mapped[dt.datetime | None]
 
 
+RESET, INVITATION = "reset", "invitation"
+
+
 class PasswordReset(db.Model):
-    """A single-use, expiring reset link. Only the token's hash is stored."""
+    """A single-use, expiring link that sets the account's password. Only the token's hash is stored.
+    An invitation is the link that sets the first password of an account an admin created."""
 
     __tablename__ = "password_reset"
+    __table_args__ = (sa.CheckConstraint("purpose IN ('reset', 'invitation')", name="purpose"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     user_id: Mapped[int] = mapped_column(
         sa.ForeignKey("user_account.id", ondelete="CASCADE"), index=True
     )
+    purpose: Mapped[str] = mapped_column(sa.String(20), default=RESET, server_default=RESET)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None]
 
     user: Mapped[User] = relationship()
+
+
+class PendingRegistration(db.Model):
+    """A registration waiting for its owner to open the emailed link. The account is made only then,
+    so nobody can hold an address they cannot read, and the registration form answers the same
+    whether or not the address already has an account."""
+
+    __tablename__ = "pending_registration"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    email: Mapped[str] = mapped_column(sa.String(254), index=True)  # normalised
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    legal_name: Mapped[str] = mapped_column(sa.String(160))
+    date_of_birth: Mapped[dt.date]
+    privacy_consent_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
 
 
 class Address(db.Model):

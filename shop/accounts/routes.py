@@ -18,6 +18,7 @@ from flask_login import current_user
 
 from shop import access
 from shop.accounts import forms, services, sessions, two_factor
+from shop.accounts.email_address import limit_key
 from shop.accounts.models import User
 from shop.extensions import limiter
 from shop.form_errors import apply_errors
@@ -29,8 +30,15 @@ TOTP_SETUP_KEY = "totp_setup_secret"
 
 
 def _form_email() -> str:
-    # Rate-limit key per account: the normalised address typed into the form.
-    return "account:" + request.form.get("email", "").strip().lower()[:254]
+    # Rate-limit key per account: the address as sign-in and reset compare it, so every spelling of
+    # one account (case, full-width letters, a Unicode domain) counts against one limit.
+    return limit_key(request.form.get("email", ""))
+
+
+def _pending_account() -> str:
+    # The account owing its second factor (every browser that passed its password shares the key).
+    user = sessions.pending_user()
+    return "account:" + user.email if user is not None else "account:?"
 
 
 def _failed(response: Any) -> bool:
@@ -109,6 +117,8 @@ def _demo_accounts() -> list[dict[str, str]]:
 @bp.route("/sign-in/verify", methods=["GET", "POST"])
 @access.two_factor_pending
 @limiter.limit("10 per 5 minutes", methods=["POST"], deduct_when=_failed)
+@limiter.limit(lambda: current_app.config["SIGN_IN_LIMIT_PER_ACCOUNT"], methods=["POST"],
+               key_func=_pending_account, deduct_when=_failed)
 def verify() -> Any:
     user = sessions.pending_user()
     if user is None or not user.totp_enabled:
@@ -124,6 +134,8 @@ def verify() -> Any:
 @bp.route("/sign-in/enrol", methods=["GET", "POST"])
 @access.two_factor_pending
 @limiter.limit("10 per 5 minutes", methods=["POST"], deduct_when=_failed)
+@limiter.limit(lambda: current_app.config["SIGN_IN_LIMIT_PER_ACCOUNT"], methods=["POST"],
+               key_func=_pending_account, deduct_when=_failed)
 def enrol() -> Any:
     """Staff who have not set up two-factor sign-in do it here before anything else."""
     user = sessions.pending_user()

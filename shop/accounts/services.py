@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
 from shop import audit
 from shop.accounts import passwords, secret_box, sessions, two_factor
+from shop.accounts.email_address import normalise_email
 from shop.accounts.models import (
     ROLES,
     Address,
@@ -36,18 +36,6 @@ class FormErrors(Exception):
 
     def __bool__(self) -> bool:
         return bool(self.errors)
-
-
-def normalise_email(email: str) -> str:
-    """Trimmed and lower-cased, so that Ann@Example.com and ann@example.com are one account.
-
-    :raise ValueError: not an email address.
-    """
-    try:
-        result = validate_email(email.strip(), check_deliverability=False)
-    except EmailNotValidError as error:
-        raise ValueError(str(error)) from None
-    return result.normalized.lower()
 
 
 def find_user_by_email(email: str) -> User | None:
@@ -85,7 +73,6 @@ def create_user(
     consent: bool = False,
 ) -> User:
     """Create an account. :raise FormErrors: with a message per field; nothing is saved."""
-    begin_write()
     errors: dict[str, str] = {}
     try:
         email = normalise_email(email)
@@ -104,9 +91,13 @@ def create_user(
         errors["email"] = "An account with this email address already exists. Sign in instead."
     if errors:
         raise FormErrors(errors)
+    password_hash = passwords.hash_password(password)
+    # The write lock only after the slow hash; a registration racing this one for the same address
+    # is caught by the unique index below.
+    begin_write()
     user = User(
         email=email,
-        password_hash=passwords.hash_password(password),
+        password_hash=password_hash,
         legal_name=legal_name,
         date_of_birth=date_of_birth,
         role=role,
@@ -128,10 +119,10 @@ def create_user(
 def authenticate(email: str, password: str) -> User | None:
     """The account, when the email and password match an active one. Failures are audited and
     indistinguishable to the caller (same answer, same work)."""
-    begin_write()
     user = find_user_by_email(email)
     ok = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not ok or not user.active:
+        begin_write()  # only now: the slow hash above must not hold SQLite's write lock
         reason = "unknown email" if user is None else ("disabled" if ok else "wrong password")
         audit.record(
             "sign_in.failed", object_type="user", object_id=user.id if user else None,
@@ -201,9 +192,9 @@ def enable_two_factor(user: User, secret: str, code: str) -> list[str] | None:
 
 def disable_two_factor(user: User, password: str) -> bool:
     """Customers may turn two-factor sign-in off again (staff may not)."""
-    begin_write()
     if user.is_staff or not passwords.verify_password(user.password_hash, password):
         return False
+    begin_write()  # after the slow hash, which must not hold SQLite's write lock
     user.totp_enabled = False
     user.totp_secret = None
     user.totp_last_step = None
@@ -224,7 +215,6 @@ def sign_out() -> None:
 
 def change_password(user: User, current_password: str, new_password: str) -> None:
     """:raise FormErrors: wrong current password or a refused new one; nothing changes."""
-    begin_write()
     errors = {}
     if not passwords.verify_password(user.password_hash, current_password):
         errors["current_password"] = "Your current password is not correct."  # noqa: S105 - a field name
@@ -232,11 +222,14 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
         errors["new_password"] = problems[0]
     elif current_password == new_password:
         errors["new_password"] = "Choose a password different from the current one."  # noqa: S105 - a field name
+    # The slow hashes come first, outside SQLite's write lock (taken just before the writes).
+    new_hash = None if errors else passwords.hash_password(new_password)
+    begin_write()
     if errors:
         audit.record("password.change_failed", object_type="user", object_id=user.id, actor=user)
         db.session.commit()
         raise FormErrors(errors)
-    user.password_hash = passwords.hash_password(new_password)
+    user.password_hash = new_hash
     user.password_changed_at = utcnow()
     ended = sessions.revoke_all(user, except_row=sessions.current())
     audit.record("password.changed", object_type="user", object_id=user.id, actor=user,
@@ -311,23 +304,24 @@ def reset_password(token: str, new_password: str) -> User:
 
     :raise FormErrors: the link is invalid, used or expired, or the password is refused.
     """
-    begin_write()
     reset = valid_reset(token)
     if reset is None:
         raise FormErrors({"token": "This reset link is invalid, expired or already used."})
     user = reset.user
     if problems := passwords.problems(new_password, email=user.email, name=user.legal_name):
         raise FormErrors({"password": problems[0]})
+    reset_id, new_hash = reset.id, passwords.hash_password(new_password)
+    begin_write()  # after the slow hash, which must not hold SQLite's write lock
     # Conditional update: of two requests racing with the same link, exactly one wins.
     claimed = db.session.execute(
         sa.update(PasswordReset)
-        .where(PasswordReset.id == reset.id, PasswordReset.used_at.is_(None))
+        .where(PasswordReset.id == reset_id, PasswordReset.used_at.is_(None))
         .values(used_at=utcnow())
     ).rowcount
     if claimed != 1:
         db.session.rollback()
         raise FormErrors({"token": "This reset link is invalid, expired or already used."})
-    user.password_hash = passwords.hash_password(new_password)
+    user.password_hash = new_hash
     user.password_changed_at = utcnow()
     sessions.revoke_all(user)
     audit.record("password.reset", object_type="user", object_id=user.id, actor=user)
