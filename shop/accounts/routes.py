@@ -11,7 +11,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask_login import current_user
@@ -25,9 +24,6 @@ from shop.form_errors import apply_errors
 from shop.safe_redirect import safe_next
 
 bp = Blueprint("accounts", __name__, url_prefix="/account")
-
-TOTP_SETUP_KEY = "totp_setup_secret"
-
 
 def _form_email() -> str:
     # Rate-limit key per account: the address as sign-in and reset compare it, so every spelling of
@@ -145,13 +141,11 @@ def enrol() -> Any:
 
 
 def _enrolment(user: User, template: str) -> Any:
-    secret = session.get(TOTP_SETUP_KEY) or two_factor.new_secret()
-    session[TOTP_SETUP_KEY] = secret
+    secret = services.two_factor_setup_secret(user)
     form = forms.EnrolForm()
     if form.validate_on_submit():
         codes = services.enable_two_factor(user, secret, form.code.data)
         if codes is not None:
-            session.pop(TOTP_SETUP_KEY, None)
             return render_template("accounts/recovery_codes.html", codes=codes,
                                    next=safe_next(request.args.get("next")))
         form.code.errors = ["That code does not match. Check the time on your phone and try again."]

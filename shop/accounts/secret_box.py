@@ -41,20 +41,26 @@ class UnreadableSecret(ValueError):
     key, or not sealed at all."""
 
 
-def _associated_data(user_id: int) -> bytes:
+TOTP_COLUMN = "user_account.totp_secret"
+# The secret a browser is setting up (UserSession.totp_setup_secret): a column of its own in the
+# associated data, so a value cannot be moved between the two columns either.
+SETUP_COLUMN = "user_session.totp_setup_secret"
+
+
+def _associated_data(user_id: int, column: str = TOTP_COLUMN) -> bytes:
     if not isinstance(user_id, int) or isinstance(user_id, bool):
         # A user not yet flushed has no id; sealing then would bind the secret to nothing.
         raise ValueError("a secret is sealed for a saved user (flush first to get an id)")
-    return f"user_account.totp_secret:{user_id}".encode()
+    return f"{column}:{user_id}".encode()
 
 
-def seal_with(key: bytes, user_id: int, secret: str) -> str:
+def seal_with(key: bytes, user_id: int, secret: str, column: str = TOTP_COLUMN) -> str:
     nonce = os.urandom(NONCE_SIZE)  # random per value: no counter to keep, 2^-96 collision odds
-    sealed = AESGCM(key).encrypt(nonce, secret.encode(), _associated_data(user_id))
+    sealed = AESGCM(key).encrypt(nonce, secret.encode(), _associated_data(user_id, column))
     return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
 
-def open_with(key: bytes, user_id: int, stored: str) -> str:
+def open_with(key: bytes, user_id: int, stored: str, column: str = TOTP_COLUMN) -> str:
     """:raise UnreadableSecret: the value is not one sealed with `key` for `user_id`."""
     if not isinstance(stored, str) or not stored.startswith(PREFIX):
         raise UnreadableSecret(f"the two-factor secret of user {user_id} is not in a known sealed format")
@@ -65,20 +71,20 @@ def open_with(key: bytes, user_id: int, stored: str) -> str:
     if len(blob) < NONCE_SIZE + TAG_SIZE:
         raise UnreadableSecret(f"the two-factor secret of user {user_id} is truncated")
     try:
-        plain = AESGCM(key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _associated_data(user_id))
+        plain = AESGCM(key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _associated_data(user_id, column))
     except InvalidTag:
         raise UnreadableSecret(f"the two-factor secret of user {user_id} fails authentication") from None
     return plain.decode()
 
 
-def seal(user_id: int, secret: str) -> str:
-    """The value to store in `User.totp_secret` for this user."""
-    return seal_with(app_key(current_app), user_id, secret)
+def seal(user_id: int, secret: str, column: str = TOTP_COLUMN) -> str:
+    """The value to store in `User.totp_secret` (or the other `column`) for this user."""
+    return seal_with(app_key(current_app), user_id, secret, column)
 
 
-def open_(user_id: int, stored: str) -> str:
-    """The TOTP secret from `User.totp_secret`. :raise UnreadableSecret:"""
-    return open_with(app_key(current_app), user_id, stored)
+def open_(user_id: int, stored: str, column: str = TOTP_COLUMN) -> str:
+    """The TOTP secret from `User.totp_secret` (or the other `column`). :raise UnreadableSecret:"""
+    return open_with(app_key(current_app), user_id, stored, column)
 
 
 def app_key(app: Flask) -> bytes:
