@@ -66,7 +66,7 @@ class ProductEditForm(ProductForm):
 
 class AliasForm(FlaskForm):
     kind = SelectField("Kind", choices=[SelectChoice(k, v) for k, v in edit.ALIAS_KINDS.items()])
-    name = StringField("Name", validators=[Length(max=120)])
+    name = StringField("Brand name or synonym", validators=[Length(max=120)])
 
 
 class StrengthForm(FlaskForm):

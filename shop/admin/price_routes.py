@@ -27,7 +27,7 @@ bp = Blueprint("admin_prices", __name__, url_prefix="/admin/prices")
 class PriceTableForm(FlaskForm):
     """The shared fields; edit_form() adds a price and a version field per package."""
 
-    reason = StringField("Reason (optional)", validators=[Length(max=prices.REASON_MAX)],
+    reason = StringField("Reason for the new prices (optional)", validators=[Length(max=prices.REASON_MAX)],
                          description="Kept in the price history, e.g. “Supplier price rise”.")
     effective_at = DateTimeLocalField(
         "Apply at (UTC, optional)", format="%Y-%m-%dT%H:%M", validators=[Optional()],
@@ -37,7 +37,7 @@ class PriceTableForm(FlaskForm):
 class AddPackageForm(FlaskForm):
     units = StringField("Tablets or capsules in the package")
     price = StringField("Package price")
-    reason = StringField("Reason (optional)", validators=[Length(max=prices.REASON_MAX)])
+    reason = StringField("Reason for adding it (optional)", validators=[Length(max=prices.REASON_MAX)])
 
 
 ADD_PREFIX = "add"  # the add form's fields must not share ids with the price form's

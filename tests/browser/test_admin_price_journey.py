@@ -89,7 +89,7 @@ def test_admin_changes_the_60_pack_price_and_customers_see_it(
 
         # 4. Save with a reason: the history shows who changed what.
         editor = admin.get_by_role("region", name="Package prices")
-        editor.get_by_label("Reason (optional)", exact=True).fill("Supplier price rise")
+        editor.get_by_label("Reason for the new prices (optional)", exact=True).fill("Supplier price rise")
         editor.get_by_role("button", name="Save prices").click()
         expect_flash(admin, "1 price saved. Customers see the new prices now.")
         expect(admin.get_by_role("heading", name="What customers see now")).to_be_visible()
