@@ -39,13 +39,12 @@ def add() -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        package = services.add(_shopper(), _int_field("package_id"), _int_field("quantity", 1))
+        added = services.add(_shopper(), _int_field("package_id"), _int_field("quantity", 1))
     except services.CartError as error:
         flash(str(error), "error")
         return redirect(request.referrer if request.referrer and request.referrer.startswith(
             request.host_url) else url_for("cart.show"))
-    flash(f"Added {package.units} × {package.strength.product.name} {package.strength.label} "
-          "to your cart.", "success")
+    flash(added, "success")
     return redirect(url_for("cart.show"))
 
 

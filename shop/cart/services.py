@@ -14,9 +14,10 @@ from shop.accounts.models import User
 from shop.cart.gate import RETIRED_PACKAGE, Coverage, evaluate
 from shop.cart.models import CartLine
 from shop.catalog.models import Package, Product, Strength
+from shop.catalog.wording import packs_of, plural, units_of
 from shop.database import begin_write
 from shop.extensions import db
-from shop.inventory.services import available_by_strength
+from shop.inventory.services import available_by_strength, available_units
 
 SESSION_KEY = "cart"
 MAX_PACKS_PER_LINE = 10
@@ -57,6 +58,16 @@ class LineView:
     @property
     def packs_available(self) -> int:
         return self.units_available // self.package.units
+
+    @property
+    def stock_note(self) -> str:
+        """What the cart page says when this line cannot be sent as it is ('' when it can)."""
+        packs = self.packs_available
+        if packs >= self.quantity:
+            return ""
+        then = (f"Choose {plural(packs, 'pack')} or fewer to check out." if packs
+                else "Remove it to check out.")
+        return stock_shortage(self.package, packs, self.units_available, then)
 
 
 @dataclass
@@ -125,6 +136,41 @@ def view(user: User | None) -> CartView:
     return cart
 
 
+def stock_shortage(package: Package, packs_available: int, units_available: int | None = None,
+                   then: str = "") -> str:
+    """The one wording of "not enough of this package": how many packs are left, or sold out and
+    what the customer can do about it. `then` (e.g. "Your cart is unchanged.") follows the first
+    sentence; `units_available` (of the strength) lets a sold-out message name smaller packs in stock."""
+    name = f"{package.strength.product.name} {package.strength.label}"
+    form = package.strength.dosage_form
+    if packs_available > 0:
+        verb = "is" if packs_available == 1 else "are"
+        return " ".join(filter(None, [
+            f"Only {packs_of(packs_available, package.units, form)} of {name} {verb} left.", then]))
+    sentences = [f"{name} in packs of {units_of(package.units, form)} is sold out.", then]
+    smaller = [p.units for p in package.strength.active_packages
+               if units_available and p.units < package.units and p.units <= units_available]
+    if smaller:
+        sentences.append("Packs of " + " or ".join(units_of(u, form) for u in smaller)
+                         + " are still in stock.")
+    # The shop records no delivery dates, so it cannot say when more arrives: say how to find out.
+    sentences.append("We do not know yet when more will arrive: please check back, or call us on "
+                     f"{current_app.config['PHARMACY_PHONE']} to ask.")
+    return " ".join(filter(None, sentences))
+
+
+def _check_stock(package: Package, quantity: int, in_cart: int) -> None:
+    """:raise CartError: fewer than `quantity` packs are left (the cart is not changed)."""
+    units = available_units(package.strength)
+    packs = units // package.units
+    if quantity <= packs:
+        return
+    then = "Your cart is unchanged."
+    if packs > 0 and in_cart:
+        then = f"Your cart is unchanged: it has {plural(in_cart, 'pack')} of this already."
+    raise CartError(stock_shortage(package, packs, units, then))
+
+
 def _sellable_package(package_id: int) -> Package:
     package = _packages([package_id]).get(package_id)
     if package is None or not (
@@ -136,8 +182,9 @@ def _sellable_package(package_id: int) -> Package:
     return package
 
 
-def add(user: User | None, package_id: int, quantity: int = 1) -> Package:
-    """Add packs of a package (or more of it). :raise CartError: nothing changes."""
+def add(user: User | None, package_id: int, quantity: int = 1) -> str:
+    """Add packs of a package (or more of it) and say what was added.
+    :raise CartError: nothing changes."""
     if not 1 <= quantity <= MAX_PACKS_PER_LINE:
         raise CartError(f"Choose between 1 and {MAX_PACKS_PER_LINE} packs.")
     package = _sellable_package(package_id)
@@ -146,22 +193,34 @@ def add(user: User | None, package_id: int, quantity: int = 1) -> Package:
         new = items.get(str(package_id), 0) + quantity
         if new > MAX_PACKS_PER_LINE:
             raise CartError(f"At most {MAX_PACKS_PER_LINE} packs of one package per order.")
+        _check_stock(package, new, items.get(str(package_id), 0))
         items[str(package_id)] = new
         session[SESSION_KEY] = items
-        return package
+        return _added(package, quantity)
     begin_write()
     line = db.session.scalars(sa.select(CartLine).where(CartLine.user_id == user.id,
                                                         CartLine.package_id == package_id)).first()
+    if line is not None and line.quantity + quantity > MAX_PACKS_PER_LINE:
+        db.session.rollback()
+        raise CartError(f"At most {MAX_PACKS_PER_LINE} packs of one package per order.")
+    try:
+        _check_stock(package, quantity + (line.quantity if line else 0), line.quantity if line else 0)
+    except CartError:
+        db.session.rollback()
+        raise
     if line is None:
         db.session.add(CartLine(user_id=user.id, package_id=package_id, quantity=quantity,
                                 price_cents_when_added=package.price_cents))
-    elif line.quantity + quantity > MAX_PACKS_PER_LINE:
-        db.session.rollback()
-        raise CartError(f"At most {MAX_PACKS_PER_LINE} packs of one package per order.")
     else:
         line.quantity += quantity
     db.session.commit()
-    return package
+    return _added(package, quantity)
+
+
+def _added(package: Package, quantity: int) -> str:
+    # "Added 90 x Naltrexone" read as 90 packs: name the packs and what is in them.
+    return (f"Added {packs_of(quantity, package.units, package.strength.dosage_form)} of "
+            f"{package.strength.product.name} {package.strength.label} to your cart.")
 
 
 def set_quantity(user: User | None, package_id: int, quantity: int) -> None:
@@ -172,6 +231,8 @@ def set_quantity(user: User | None, package_id: int, quantity: int) -> None:
         items = _session_items()
         if str(package_id) not in items:
             raise CartError("That item is not in your cart.")
+        if quantity > items[str(package_id)]:
+            _check_stock(_sellable_package(package_id), quantity, items[str(package_id)])
         if quantity:
             items[str(package_id)] = quantity
         else:
@@ -184,6 +245,12 @@ def set_quantity(user: User | None, package_id: int, quantity: int) -> None:
     if line is None:
         db.session.rollback()
         raise CartError("That item is not in your cart.")
+    if quantity > line.quantity:  # fewer packs, or none, are always allowed
+        try:
+            _check_stock(_sellable_package(package_id), quantity, line.quantity)
+        except CartError:
+            db.session.rollback()
+            raise
     if quantity:
         line.quantity = quantity
     else:

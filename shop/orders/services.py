@@ -24,6 +24,7 @@ from shop import audit
 from shop.accounts.models import Address, User
 from shop.audit import utcnow
 from shop.cart import services as cart
+from shop.catalog.wording import units_of
 from shop.database import begin_write
 from shop.extensions import db
 from shop.inventory import services as inventory
@@ -138,8 +139,9 @@ def place_order(customer: User, address_id: int | None, checkout_token: str) -> 
         raise CheckoutError("Your cart is empty.")
     problems = [f"{line.product.name} {line.strength.label}: {line.coverage.message}"
                 for line in view.lines if line.coverage is None or not line.coverage.ok]
-    problems += [f"{line.product.name} {line.strength.label}: only {line.packs_available} pack(s) "
-                 "in stock." for line in view.lines if line.packs_available < line.quantity]
+    problems += [cart.stock_shortage(line.package, line.packs_available, line.units_available,
+                                     "Your cart is unchanged.")
+                 for line in view.lines if line.packs_available < line.quantity]
     if problems:
         db.session.rollback()
         raise CheckoutError(" ".join(problems))
@@ -180,10 +182,7 @@ def place_order(customer: User, address_id: int | None, checkout_token: str) -> 
         db.session.commit()
     except inventory.OutOfStock as error:
         db.session.rollback()
-        name = next(f"{i.product.name} {i.strength.label}" for i in view.lines
-                    if i.strength.id == error.strength_id)
-        raise CheckoutError(f"Sorry, {name} sold out while you were checking out. Your cart is "
-                            "unchanged; please choose a smaller quantity.") from None
+        raise CheckoutError(_sold_meanwhile(customer, error.strength_id)) from None
     except sa.exc.IntegrityError:
         db.session.rollback()  # the same token placed by a simultaneous submit: return that order
         existing = db.session.scalars(sa.select(Order).where(Order.checkout_token == checkout_token)).first()
@@ -194,6 +193,20 @@ def place_order(customer: User, address_id: int | None, checkout_token: str) -> 
 
 
 def _reserve_prescriptions(lines: list[tuple[OrderLine, cart.LineView]]) -> None:
+def _sold_meanwhile(customer: User, strength_id: int) -> str:
+    """What a buyer who lost the race for the last packs reads: what is left now, in the cart's words."""
+    fresh = [line for line in cart.view(customer).lines if line.strength.id == strength_id]
+    short = [cart.stock_shortage(line.package, line.packs_available, line.units_available,
+                                 "Your cart is unchanged.")
+             for line in fresh if line.packs_available < line.quantity]
+    if not short and fresh:  # each line alone fits, but not all of them together
+        line = fresh[0]
+        left = f"{units_of(line.units_available, line.strength.dosage_form)} of {line.product.name} " \
+               f"{line.strength.label} {'is' if line.units_available == 1 else 'are'} left"
+        short = [f"Only {left}: not enough for all the packs of it in your cart. Your cart is unchanged."]
+    return " ".join(["Sorry, stock ran out while you were checking out.", *short])
+
+
     today = dt.date.today()
     # Several lines of one strength share the strength's coverage: hand it out line by line.
     pools: dict[int, list[list]] = {}

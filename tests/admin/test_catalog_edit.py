@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from shop.accounts.models import Address, ProfileEntry, User
 from shop.audit import AuditEvent
 from shop.cart import services as cart
+from shop.cart.models import CartLine
 from shop.catalog.models import Monograph, MonographSection, Package, Product, SafetyEntry, Strength
 from shop.catalog.price_models import PriceChange
 from shop.extensions import db
@@ -288,7 +289,10 @@ def test_a_product_can_be_deleted_only_once_nothing_refers_to_it(
     with app.app_context():
         package = db.session.scalars(sa.select(Package).join(Strength).where(Strength.product_id == pid)).one()
         package_id = package.id
-        cart.add(db.session.get(User, users["customer"]), package_id)
+        # Straight into the cart: the new product has no stock, and the shop refuses to add it.
+        db.session.add(CartLine(user_id=users["customer"], package_id=package_id, quantity=1,
+                                price_cents_when_added=package.price_cents))
+        db.session.commit()
 
     refused = admin.post(f"{BASE}/products/{pid}/delete", follow=True).get_data(as_text=True)
     assert "cannot be deleted: 1 cart line refer to it" in flashes(refused)

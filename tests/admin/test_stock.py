@@ -267,12 +267,16 @@ def test_the_ledger_pages_newest_first(app: Flask, admin: FlaskClient, nal50: in
 
 def test_an_expired_lot_is_not_sold(app: Flask, client: FlaskClient, nal50: int, users: dict[str, int]) -> None:
     with app.app_context():
+        prescription(users["customer"], quantity=90)
+        cart.add(db.session.get(User, users["customer"]), package(90).id)  # while it was in stock
         expire(DEMO_LOT)  # the only stock of naltrexone 50 mg
     # Customers see it out of stock at once, before the worker writes the lot off.
     assert "Out of stock" in client.get("/products/naltrexone?strength=50-mg").get_data(as_text=True)
     with app.app_context():
+        with pytest.raises(cart.CartError, match="Naltrexone 50 mg in packs of 60 tablets is sold out"):
+            cart.add(db.session.get(User, users["customer"]), package(60).id)
         with pytest.raises(orders.CheckoutError, match="Naltrexone 50 mg"):
-            place_order_for(users["customer"], 90)
+            orders.place_order(db.session.get(User, users["customer"]), address_for(users["customer"]), "t1")
         strength = db.session.get(Strength, nal50)
         assert strength.stock_allocated == 0
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
@@ -283,7 +287,7 @@ def test_an_expired_lot_is_not_sold(app: Flask, client: FlaskClient, nal50: int,
         assert (strength.stock_on_hand, lot_named(DEMO_LOT).units_remaining) == (0, 0)
         line = db.session.scalars(sa.select(StockMovement).where(StockMovement.kind == "expiry")).one()
         assert (line.units, line.strength_id) == (-2400, nal50)
-        with pytest.raises(orders.CheckoutError, match="Naltrexone 50 mg: only 0 pack"):
+        with pytest.raises(orders.CheckoutError, match="Naltrexone 50 mg in packs of 90 tablets is sold out"):
             orders.place_order(db.session.get(User, users["customer"]), address_for(users["customer"]), "t2")
     page = client.get("/products/naltrexone?strength=50-mg").get_data(as_text=True)
     assert "Out of stock" in page

@@ -56,7 +56,7 @@ def test_buy_pay_and_release_journey(
         sign_in(customer, live_server, CUSTOMER_EMAIL)
         customer.goto(live_server + "/products/naltrexone")
         customer.get_by_role("button", name="Add to cart (90 film-coated tablets)").click()
-        expect_flash(customer, "Added 90 × Naltrexone 50 mg to your cart.")
+        expect_flash(customer, "Added 1 pack of 90 tablets of Naltrexone 50 mg to your cart.")
 
         # 2. The cart shows the prescription that covers the line; checkout is open.
         customer.goto(live_server + "/cart")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from collections.abc import Callable
 
@@ -138,6 +139,105 @@ def test_cart_page_explains_each_line_and_keeps_checkout_closed(
     assert response.status_code == 302 and response.headers["Location"].endswith("/cart")
 
 
+def packs_left(units_left: int, strength_slug: str) -> None:
+    """Leave exactly `units_left` units of the strength sellable (the rest promised to other orders)."""
+    strength = db.session.scalars(sa.select(Strength).where(Strength.slug == strength_slug)).one()
+    strength.stock_allocated = strength.stock_on_hand - units_left
+    db.session.commit()
+
+
+def flashes(client: FlaskClient) -> str:
+    html = client.get("/cart").get_data(as_text=True)
+    return " ".join(re.findall(r'<p class="flash flash-\w+">([^<]*)</p>', html)).replace("&#39;", "'")
+
+
+def cart_lines(user_id: int) -> list[tuple[int, int]]:
+    view = cart.view(db.session.get(User, user_id))
+    return [(line.package.units, line.quantity) for line in view.lines]
+
+
+@pytest.mark.parametrize(("units", "slug", "quantity", "said"), [
+    (90, "50-mg", "1", "Added 1 pack of 90 tablets of Naltrexone 50 mg to your cart."),
+    (100, "100-mg", "2", "Added 2 packs of 100 tablets of Thiamine (vitamin B1) 100 mg to your cart."),
+    (30, "4-5-mg", "1", "Added 1 pack of 30 capsules of Naltrexone 4.5 mg to your cart."),
+])
+def test_adding_says_how_many_packs_of_how_many_pills(
+    app: Flask, signed_in: Callable[[str], FlaskClient], units: int, slug: str, quantity: str, said: str
+) -> None:
+    client = signed_in("customer")
+    with app.app_context():
+        pid = package(units, slug).id
+    client.post("/cart/add", data={"package_id": pid, "quantity": quantity, "csrf_token": csrf_token(client, "/cart")})
+    assert flashes(client) == said
+
+
+@pytest.mark.parametrize("who", ["customer", "visitor"])
+def test_adding_a_sold_out_package_says_so_and_changes_nothing(
+    app: Flask, signed_in: Callable[[str], FlaskClient], users: dict[str, int], who: str
+) -> None:
+    client = signed_in("customer") if who == "customer" else app.test_client()
+    with app.app_context():
+        pid = package(250, "100-mg").id
+        packs_left(100, "100-mg")  # not one pack of 250 left; one of 100 is
+    response = client.post("/cart/add", data={"package_id": pid, "csrf_token": csrf_token(client, "/products/thiamine")})
+    assert response.status_code == 302
+    said = flashes(client)
+    assert said.startswith("Thiamine (vitamin B1) 100 mg in packs of 250 tablets is sold out. Your cart is unchanged. "
+                           "Packs of 100 tablets are still in stock. We do not know yet when more will arrive: "
+                           "please check back, or call us on "), said
+    assert "only 0" not in said.lower() and "smaller quantity" not in said
+    assert "Your cart is empty." in client.get("/cart").get_data(as_text=True)
+
+
+def test_asking_for_more_packs_than_are_left_says_how_many_are(
+    app: Flask, signed_in: Callable[[str], FlaskClient], users: dict[str, int]
+) -> None:
+    client = signed_in("customer")
+    token = csrf_token(client, "/cart")
+    with app.app_context():
+        pid = package(100, "100-mg").id
+        packs_left(250, "100-mg")  # two packs of 100
+    client.post("/cart/add", data={"package_id": pid, "quantity": "3", "csrf_token": token})
+    assert flashes(client) == "Only 2 packs of 100 tablets of Thiamine (vitamin B1) 100 mg are left. Your cart is unchanged."
+    client.post("/cart/add", data={"package_id": pid, "quantity": "2", "csrf_token": token})
+    client.post("/cart/add", data={"package_id": pid, "csrf_token": token})
+    assert flashes(client).endswith("Only 2 packs of 100 tablets of Thiamine (vitamin B1) 100 mg are left. "
+                                    "Your cart is unchanged: it has 2 packs of this already.")
+    with app.app_context():
+        packs_left(100, "100-mg")
+    client.post("/cart/update", data={"package_id": pid, "quantity": "3", "csrf_token": token})
+    assert flashes(client) == ("Only 1 pack of 100 tablets of Thiamine (vitamin B1) 100 mg is left. "
+                               "Your cart is unchanged: it has 2 packs of this already.")
+    with app.app_context():
+        assert cart_lines(users["customer"]) == [(100, 2)]
+    # Fewer packs are always allowed, even while the line is still short.
+    client.post("/cart/update", data={"package_id": pid, "quantity": "1", "csrf_token": token})
+    with app.app_context():
+        assert cart_lines(users["customer"]) == [(100, 1)]
+
+
+def test_a_line_that_sold_out_in_the_cart_says_so_and_checkout_refuses_it(
+    app: Flask, signed_in: Callable[[str], FlaskClient], users: dict[str, int]
+) -> None:
+    client = signed_in("customer")
+    with app.app_context():
+        customer = db.session.get(User, users["customer"])
+        cart.add(customer, package(100, "100-mg").id, 2)
+        address = address_for(users["customer"])
+        packs_left(0, "100-mg")
+    page = client.get("/cart").get_data(as_text=True)
+    assert "Thiamine (vitamin B1) 100 mg in packs of 100 tablets is sold out. Remove it to check out." in page
+    assert "Only 0" not in page
+    with app.app_context(), pytest.raises(orders.CheckoutError) as refused:
+        orders.place_order(db.session.get(User, users["customer"]), address, "sold-out")
+    assert str(refused.value).startswith("Thiamine (vitamin B1) 100 mg in packs of 100 tablets is sold out. Your cart is unchanged.")
+    with app.app_context():
+        assert cart_lines(users["customer"]) == [(100, 2)]
+        packs_left(100, "100-mg")
+    assert "Only 1 pack of 100 tablets of Thiamine (vitamin B1) 100 mg is left. Choose 1 pack or fewer to check out." in \
+        client.get("/cart").get_data(as_text=True)
+
+
 def test_visitor_cart_merges_at_sign_in(app: Flask, users: dict[str, int]) -> None:
     from tests.conftest import sign_in
 
@@ -239,6 +339,9 @@ def test_thirty_buyers_for_the_last_five_packs(app: Flask, make_user: Callable[.
     assert results.count("ok") == 5, results
     assert len(results) == 30
     assert all("Thiamine" in r for r in results if r != "ok")
+    # Losers are told plainly: sold out, cart unchanged (not "only 0 pack(s)" or "a smaller quantity").
+    assert all("Thiamine (vitamin B1) 100 mg in packs of 100 tablets is sold out. Your cart is unchanged." in r
+               and "smaller quantity" not in r for r in results if r != "ok"), results
     with app.app_context():
         strength = db.session.get(Strength, strength_id)
         assert strength.stock_on_hand - strength.stock_allocated == 0
