@@ -204,20 +204,29 @@ def reset_request() -> Any:
 @access.public
 @limiter.limit("20 per hour", methods=["POST"])
 def reset(token: str) -> Any:
-    if services.valid_reset(token) is None:
+    link = services.valid_reset(token)
+    if link is None:
         return render_template("accounts/reset_invalid.html"), 404
+    # An invited person choosing their first password is welcomed, not told it "changed".
+    first_password = link.user_id in services.pending_invitations([link.user_id])
     form = forms.ResetPasswordForm()
     if form.validate_on_submit():
         try:
-            services.reset_password(token, form.password.data)
+            user = services.reset_password(token, form.password.data)
         except services.FormErrors as error:
             if "token" in error.errors:
                 return render_template("accounts/reset_invalid.html"), 404
             apply_errors(form, error.errors)
         else:
-            flash("Your password is changed. Sign in with the new one.", "success")
+            if first_password:
+                flash(f"Your password is set. Welcome to {current_app.config['PHARMACY_NAME']}! Sign in "
+                      "with your email address and your new password"
+                      + ("; you will then set up two-factor sign-in." if user.is_staff else "."), "success")
+            else:
+                flash("Your password is changed. Sign in with the new one.", "success")
             return redirect(url_for("accounts.login"))
-    return render_template("accounts/reset_password.html", form=form, token=token)
+    return render_template("accounts/reset_password.html", form=form, token=token,
+                           first_password=first_password, email=link.user.email)
 
 
 @bp.route("/two-factor", methods=["GET", "POST"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -16,6 +16,8 @@ from shop import audit
 from shop.accounts import passwords, secret_box, sessions, two_factor
 from shop.accounts.email_address import normalise_email
 from shop.accounts.models import (
+    INVITATION,
+    RESET,
     ROLES,
     Address,
     PasswordReset,
@@ -305,16 +307,34 @@ def request_password_reset(email: str, link_for: Callable[[str], str]) -> None:
     db.session.commit()
 
 
-def add_password_link(user: User, lifetime: dt.timedelta) -> str:
+def add_password_link(user: User, lifetime: dt.timedelta, purpose: str = RESET) -> str:
     """A new single-use token with which `user` chooses a password at the reset page, valid for
     `lifetime`: the reset mechanism with a lifetime of the caller's choosing (a staff invitation
     lasts longer than a reset). Adds the row to the caller's transaction; the caller commits it
     together with the email that carries the link."""
     token = secrets.token_urlsafe(32)
     db.session.add(
-        PasswordReset(token_hash=_token_hash(token), user_id=user.id, expires_at=utcnow() + lifetime)
+        PasswordReset(token_hash=_token_hash(token), user_id=user.id, purpose=purpose,
+                      expires_at=utcnow() + lifetime)
     )
     return token
+
+
+def pending_invitations(user_ids: Collection[int]) -> dict[int, dt.datetime]:
+    """The accounts among `user_ids` whose owner has not chosen a password yet: an admin invited them
+    and no password link of theirs has been used since (only a link can set the first password:
+    nobody knows the random one an invited account starts with). Each maps to the expiry of its
+    newest invitation link, which may be past."""
+    if not user_ids:
+        return {}
+    chose_a_password = sa.select(PasswordReset.user_id).where(PasswordReset.used_at.is_not(None))
+    rows = db.session.execute(
+        sa.select(PasswordReset.user_id, sa.func.max(PasswordReset.expires_at))
+        .where(PasswordReset.user_id.in_(list(user_ids)), PasswordReset.purpose == INVITATION,
+               PasswordReset.user_id.not_in(chose_a_password))
+        .group_by(PasswordReset.user_id)
+    )
+    return {user_id: expires_at for user_id, expires_at in rows}
 
 
 def valid_reset(token: str) -> PasswordReset | None:

@@ -15,6 +15,7 @@ from shop import access
 from shop.accounts.models import ROLES, User
 from shop.accounts.services import FormErrors
 from shop.admin import users
+from shop.audit import utcnow
 from shop.extensions import db
 from shop.form_errors import apply_errors
 
@@ -72,15 +73,17 @@ def index() -> str:
     page = users.search(filters["q"], filters["role"], filters["status"],
                         before=request.args.get("before", type=int))
     return render_template("admin/users/index.html", page=page, filters=filters, roles=ROLES,
-                           statuses=users.STATUSES)
+                           statuses=users.STATUSES, now=utcnow(),
+                           invitations=users.pending_invitations([user.id for user in page.users]))
 
 
 def _render_detail(user: User, *, role_form: RoleForm | None = None, status_error: str | None = None,
-                   status: int = 200) -> tuple[str, int]:
+                   invitation_error: str | None = None, status: int = 200) -> tuple[str, int]:
     return render_template(
         "admin/users/detail.html", user=user, role_form=role_form or RoleForm(formdata=None),
         status_error=status_error, is_self=user.id == _me().id,
         active_admins=users.active_admin_count(), events=users.recent_events(user),
+        invitation_expires=users.invitation_expiry(user), invitation_error=invitation_error, now=utcnow(),
     ), status
 
 
@@ -156,3 +159,20 @@ def disable(user_id: int) -> Any:
 @access.admin
 def enable(user_id: int) -> Any:
     return _set_status(user_id, users.enable, "{email} is enabled and can sign in again.")
+
+
+@bp.post("/<int:user_id>/invitation")
+@access.admin
+def resend_invitation(user_id: int) -> Any:
+    """A new invitation link for someone who has not chosen their password yet; the old one dies."""
+    user = _user_or_404(user_id)
+    if not StatusForm().validate_on_submit():
+        return _render_detail(user, invitation_error="The form expired. Please press the button again.",
+                              status=422)
+    try:
+        hours = users.resend_invitation(user, actor=_me(), link_for=_password_link)
+    except FormErrors as error:
+        return _render_detail(user, invitation_error=error.errors["invitation"], status=422)
+    flash(f"We emailed {user.email} a new link to choose their password (valid {hours} hours). "
+          "The link sent before no longer works.", "success")
+    return redirect(url_for("admin_users.detail", user_id=user.id))

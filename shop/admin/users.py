@@ -20,9 +20,15 @@ from flask import current_app
 
 from shop import audit
 from shop.accounts import passwords, sessions
-from shop.accounts.models import ADMIN, ROLES, STAFF_ROLES, User
-from shop.accounts.services import FormErrors, add_password_link, find_user_by_email, normalise_email
-from shop.audit import AuditEvent
+from shop.accounts.models import ADMIN, INVITATION, ROLES, STAFF_ROLES, PasswordReset, User
+from shop.accounts.services import (
+    FormErrors,
+    add_password_link,
+    find_user_by_email,
+    normalise_email,
+    pending_invitations,
+)
+from shop.audit import AuditEvent, utcnow
 from shop.database import LIKE_ESCAPE, begin_write, contains_pattern
 from shop.extensions import db
 from shop.notifications.services import enqueue
@@ -125,27 +131,70 @@ def create_staff_account(
     except sa.exc.IntegrityError:
         db.session.rollback()
         raise FormErrors({"email": "An account with this email address already exists."}) from None
-    hours = invitation_hours()
-    token = add_password_link(user, dt.timedelta(hours=hours))
-    pharmacy = current_app.config["PHARMACY_NAME"]
-    article = "an" if role == ADMIN else "a"
-    enqueue(
-        to=user.email,
-        subject=f"Your {role} account at {pharmacy}: choose your password",
-        body=(
-            f"Hello {user.legal_name},\n\n{actor.legal_name} has created {article} {role} account for you at "
-            f"{pharmacy}, signing in as {user.email}. Open this link within {hours} hours to choose "
-            f"your password:\n\n{link_for(token)}\n\nThe link works once. When you first sign in you "
-            f"will set up two-factor sign-in with an authenticator app on your phone.\n\n"
-            f"If you did not expect this message, tell us and ignore the link.\n\n{pharmacy}"
-        ),
-        kind="staff_invitation",
-        user_id=user.id,
-    )
+    hours = _send_invitation(user, actor, link_for)
     audit.record("account.created", object_type="user", object_id=user.id, actor=actor,
                  email=user.email, role=role, invited=True, link_valid_hours=hours)
     db.session.commit()
     return user
+
+
+def _send_invitation(user: User, actor: User, link_for: Callable[[str], str], *, again: bool = False) -> int:
+    """Add an invitation link for `user` and queue the email that carries it, in the caller's
+    transaction. Returns the hours the link is valid."""
+    hours = invitation_hours()
+    token = add_password_link(user, dt.timedelta(hours=hours), purpose=INVITATION)
+    pharmacy = current_app.config["PHARMACY_NAME"]
+    article = "an" if user.role == ADMIN else "a"
+    replaces = " It replaces the link we sent before, which no longer works." if again else ""
+    enqueue(
+        to=user.email,
+        subject=f"Your {user.role} account at {pharmacy}: choose your password",
+        body=(
+            f"Hello {user.legal_name},\n\n{actor.legal_name} has created {article} {user.role} account for "
+            f"you at {pharmacy}, signing in as {user.email}. Open this link within {hours} hours to "
+            f"choose your password:\n\n{link_for(token)}\n\nThe link works once.{replaces} When you "
+            f"first sign in you will set up two-factor sign-in with an authenticator app on your phone."
+            f"\n\nIf you did not expect this message, tell us and ignore the link.\n\n{pharmacy}"
+        ),
+        kind="staff_invitation",
+        user_id=user.id,
+    )
+    return hours
+
+
+def invitation_expiry(user: User) -> dt.datetime | None:
+    """When the newest invitation link of `user` expires (maybe past), while they have not chosen a
+    password; None once they have, or when they were never invited."""
+    return pending_invitations([user.id]).get(user.id)
+
+
+def resend_invitation(user: User, actor: User, link_for: Callable[[str], str]) -> int:
+    """Email the invited person a new link to choose their password; every earlier link stops
+    working. Returns the hours the new link is valid.
+
+    :raise FormErrors: they have already chosen a password, the account is disabled, or the actor
+        is no longer an admin; nothing changes and no email is queued.
+    """
+    begin_write()
+    admins = _lock_admins(user)
+    _check_actor(actor, admins, "invitation")
+    if invitation_expiry(user) is None:
+        _refuse("invitation", f"{user.email} has already chosen a password: there is no invitation "
+                              "to resend.")
+    if not user.active:
+        _refuse("invitation", "This account is disabled: enable it before resending the invitation.")
+    now = utcnow()
+    ended = db.session.execute(
+        sa.update(PasswordReset)
+        .where(PasswordReset.user_id == user.id, PasswordReset.purpose == INVITATION,
+               PasswordReset.used_at.is_(None), PasswordReset.expires_at > now)
+        .values(expires_at=now)
+    ).rowcount
+    hours = _send_invitation(user, actor, link_for, again=True)
+    audit.record("user.invitation_resent", object_type="user", object_id=user.id, actor=actor,
+                 email=user.email, link_valid_hours=hours, earlier_links_ended=ended)
+    db.session.commit()
+    return hours
 
 
 def _lock_admins(user: User) -> set[int]:

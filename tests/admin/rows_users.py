@@ -19,6 +19,9 @@ ROWS: list[tuple] = [
      but(ADMIN, admin=422)),
     ("admin_users.set_role", "POST", "/admin/users/{admin_id}/role", {"role": "customer"},
      but(ADMIN, admin=422)),
+    # The customer was never invited: nothing to resend (422), nothing sent.
+    ("admin_users.resend_invitation", "POST", "/admin/users/{customer_id}/invitation", {},
+     but(ADMIN, admin=422)),
     ("admin_users.disable", "POST", "/admin/users/{admin_id}/disable", {}, but(ADMIN, admin=422)),
     ("admin_users.disable", "POST", "/admin/users/{customer_id}/disable", {}, but(ADMIN, admin=302)),
     ("admin_users.enable", "POST", "/admin/users/{customer_id}/enable", {}, but(ADMIN, admin=302)),

@@ -164,6 +164,99 @@ def test_the_invitation_link_outlasts_a_reset_link_but_expires(
         assert visitor.get(link).status_code == 404
 
 
+def newest_link(app: Flask, to: str) -> str:
+    with app.app_context():
+        body = db.session.scalars(sa.select(OutboxMessage.body).where(OutboxMessage.to_address == to)
+                                  .order_by(OutboxMessage.id.desc())).first()
+    return re.search(r"http://localhost(/account/reset/\S+)", body).group(1)
+
+
+def status_cell(html: str, email: str) -> str:
+    row = re.search(rf"<tr>\s*<th scope=\"row\"><a [^>]*>{re.escape(email)}</a></th>(.*?)</tr>", html, re.S)
+    return re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)[2]
+
+
+def flash_after(client: FlaskClient, response) -> str:
+    assert response.status_code == 302
+    return client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_an_invited_account_is_pending_until_its_first_password_which_is_welcomed(
+    app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    admin = signed_in("admin")
+    create_staff(admin, "nadia.brennan@example.com")
+    with app.app_context():
+        staff = db.session.scalars(sa.select(User).where(User.email == "nadia.brennan@example.com")).one()
+        expires = staff.created_at + dt.timedelta(hours=user_admin.DEFAULT_INVITATION_HOURS)
+    assert status_cell(admin.get("/admin/users").get_data(as_text=True),
+                       "nadia.brennan@example.com") == "Invitation pending"
+    page = admin.get(f"/admin/users/{staff.id}").get_data(as_text=True)
+    assert f"Invitation pending, expires <time datetime=\"{expires.isoformat()[:16]}" in page
+    assert ">Active<" not in page
+    assert "<button type=\"submit\">Resend invitation</button>" in page
+
+    newcomer = app.test_client()
+    link = invitation_link(app, "nadia.brennan@example.com")
+    assert "Welcome! Choose the password you will sign in with" in newcomer.get(link).get_data(as_text=True)
+    after = flash_after(newcomer, newcomer.post(link, data={
+        "password": NEW_PASSWORD, "csrf_token": csrf_token(newcomer, link)}))
+    assert "Your password is set. Welcome to" in after and "two-factor" in after
+    assert "Your password is changed" not in after
+
+    assert status_cell(admin.get("/admin/users").get_data(as_text=True), "nadia.brennan@example.com") == "Active"
+    page = admin.get(f"/admin/users/{staff.id}").get_data(as_text=True)
+    assert "Invitation" not in page and "Resend invitation" not in page
+    # Later resets are changes, as before.
+    newcomer.post("/account/reset", data={"email": "nadia.brennan@example.com",
+                                          "csrf_token": csrf_token(newcomer, "/account/reset")})
+    reset = newest_link(app, "nadia.brennan@example.com")
+    after = flash_after(newcomer, newcomer.post(reset, data={
+        "password": "another long passphrase here", "csrf_token": csrf_token(newcomer, reset)}))
+    assert "Your password is changed" in after and "Welcome" not in after
+
+
+def test_resending_an_invitation_sends_a_new_link_and_the_old_one_stops_working(
+    app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    admin = signed_in("admin")
+    create_staff(admin, "late.starter@example.com", role="admin")
+    with app.app_context():
+        staff_id = db.session.scalars(sa.select(User.id).where(User.email == "late.starter@example.com")).one()
+    old_link = invitation_link(app, "late.starter@example.com")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=user_admin.DEFAULT_INVITATION_HOURS + 1)
+    with time_machine.travel(later):
+        admin = signed_in("admin")  # the earlier session has timed out meanwhile
+        assert status_cell(admin.get("/admin/users").get_data(as_text=True),
+                           "late.starter@example.com") == "Invitation expired"
+        assert "Invitation expired <time" in admin.get(f"/admin/users/{staff_id}").get_data(as_text=True)
+        page = flash_after(admin, post(admin, f"/admin/users/{staff_id}/invitation"))
+        assert "We emailed late.starter@example.com a new link" in page
+        assert "Invitation pending, expires" in page
+        new_link = newest_link(app, "late.starter@example.com")
+        assert new_link != old_link
+        visitor = app.test_client()
+        assert visitor.get(old_link).status_code == 404
+        assert visitor.get(new_link).status_code == 200
+        # A second resend ends the first resent link too.
+        post(admin, f"/admin/users/{staff_id}/invitation")
+        assert visitor.get(new_link).status_code == 404
+        newest = newest_link(app, "late.starter@example.com")
+        response = visitor.post(newest, data={"password": NEW_PASSWORD, "csrf_token": csrf_token(visitor, newest)})
+        assert "Your password is set" in flash_after(visitor, response)
+        # Once the password is chosen there is nothing to resend.
+        refused = post(admin, f"/admin/users/{staff_id}/invitation")
+        assert refused.status_code == 422
+        assert "has already chosen a password" in refused.get_data(as_text=True)
+    [first, second] = audit_rows(app, "user.invitation_resent")
+    assert first.actor_email == "admin@example.com" and first.object_id == str(staff_id)
+    assert second.details_dict["earlier_links_ended"] == 1
+    with app.app_context():
+        messages = db.session.scalars(sa.select(OutboxMessage.body)
+                                      .where(OutboxMessage.to_address == "late.starter@example.com")).all()
+    assert len(messages) == 3 and "no longer works" in messages[-1]
+
+
 def test_the_staff_account_form_refuses_bad_input_and_saves_nothing(
     app: Flask, signed_in: Callable[[str], FlaskClient]
 ) -> None:
