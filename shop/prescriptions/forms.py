@@ -39,7 +39,10 @@ class ReviewForm(FlaskForm):
     patient_name = StringField("Patient name", validators=[Length(max=160)])
     patient_date_of_birth = DateField("Patient date of birth", validators=[Optional()])
     product_id = SelectField("Drug", coerce=str)
-    strength_id = SelectField("Strength and form", coerce=str)
+    # A strength of another drug gets the service's own message, not "Not a valid choice".
+    strength_id = SelectField("Strength and form", coerce=str, validate_choice=False,
+                              description="The chosen drug's strengths. If the list does not follow a "
+                                          "change of drug, press “Check warnings without saving”.")
     quantity_authorised = IntegerField("Quantity per fill (units)", validators=[
         Optional(), NumberRange(min=1, max=10_000)])
     refills = IntegerField("Refills", default=0, validators=[Optional(), NumberRange(min=0, max=12)])

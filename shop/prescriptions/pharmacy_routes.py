@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,10 +66,17 @@ def _review_form(prescription: Prescription, formdata: Any = None) -> forms.Revi
         SelectChoice(str(p.id), p.name + (" (controlled)" if p.controlled_substance else ""))
         for p in products
     ]
+    # Only the chosen drug's strengths; with no drug chosen, every strength grouped under its drug.
+    # The script (static/js/review-strengths.js) redoes this in the page when the drug changes, from
+    # data-strengths; the approval itself refuses a strength of another drug (services._validate).
+    chosen = [p for p in products if str(p.id) == form.product_id.data]
     form.strength_id.choices = [SelectChoice("", "Choose…")] + [
-        SelectChoice(str(s.id), f"{p.name} {s.label} {s.dosage_form}")
-        for p in products for s in p.active_strengths
+        SelectChoice(str(s.id), f"{s.label} {s.dosage_form}", optgroup=p.name)
+        for p in (chosen or products) for s in p.active_strengths
     ]
+    form.strength_id.render_kw = {"data-strengths": json.dumps(
+        [[str(p.id), p.name, [[str(s.id), f"{s.label} {s.dosage_form}"] for s in p.active_strengths]]
+         for p in products])}
     return form
 
 

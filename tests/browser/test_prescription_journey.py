@@ -199,10 +199,15 @@ def test_upload_claim_review_and_approve_prescription_journey(
         expect(patient_name).to_have_value(PATIENT_NAME)  # prefilled from the account
         patient_name.fill(PATIENT_NAME)
         form.get_by_label("Patient date of birth", exact=True).fill(PATIENT_BORN.isoformat())
-        form.get_by_label("Drug", exact=True).select_option(label="Naltrexone")
-        form.get_by_label("Strength and form", exact=True).select_option(
-            label="Naltrexone 50 mg film-coated tablet"
-        )
+        drug, strength = form.get_by_label("Drug", exact=True), form.get_by_label("Strength and form", exact=True)
+        # The strength list follows the drug at once (static/js/review-strengths.js).
+        drug.select_option(label="Acamprosate")
+        expect(strength.locator("option")).to_have_text(["Choose…", "333 mg delayed-release tablet"])
+        drug.select_option(label="Naltrexone")
+        expect(strength.locator("option")).to_have_text([
+            "Choose…", "50 mg film-coated tablet", "1.5 mg compounded capsule", "3 mg compounded capsule",
+            "4.5 mg compounded capsule"])
+        strength.select_option(label="50 mg film-coated tablet")
         form.get_by_label("Quantity per fill (units)", exact=True).fill("90")
         form.get_by_label("Refills", exact=True).fill("1")
         form.get_by_label("Units a day", exact=True).fill("1")

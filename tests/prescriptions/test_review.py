@@ -304,3 +304,60 @@ def test_rejection_shows_the_reason_to_the_customer(
     assert "The prescription cannot be read" in page and "please retake it" in page
     with app.app_context():
         assert db.session.scalars(sa.select(OutboxMessage.kind)).all() == ["prescription_rejected"]
+
+
+def strength_select(page: str) -> str:
+    import re
+
+    return re.search(r'<select[^>]*id="strength_id".*?</select>', page, re.DOTALL).group(0)
+
+
+def test_the_strength_list_offers_only_the_chosen_drugs_strengths(
+    app: Flask, signed_in: Callable[[str], FlaskClient], upload_prescription: Callable[..., int]
+) -> None:
+    import json
+    import re
+
+    pid, unnamed = upload_prescription(), upload_prescription(product_slug=None)
+    pharmacist = signed_in("pharmacist")
+    token = csrf_token(pharmacist, "/pharmacy/queue")
+    for claimed in (pid, unnamed):
+        pharmacist.post(f"/pharmacy/prescriptions/{claimed}/claim", data={"csrf_token": token})
+
+    def offered(select: str) -> list[str]:
+        return re.findall(r"<option[^>]*>([^<]*)</option>", select)
+
+    # The customer asked for naltrexone: only its strengths, under its name.
+    select = strength_select(pharmacist.get(f"/pharmacy/prescriptions/{pid}").get_data(as_text=True))
+    assert offered(select) == ["Choose…", "50 mg film-coated tablet", "1.5 mg compounded capsule",
+                               "3 mg compounded capsule", "4.5 mg compounded capsule"]
+    assert '<optgroup label="Naltrexone">' in select
+    # The page's script gets every drug's strengths, to follow a change of drug without a reload.
+    data = json.loads(re.search(r'data-strengths="([^"]*)"', select).group(1).replace("&#34;", '"')
+                      .replace("&quot;", '"'))
+    assert {name for _, name, _ in data} >= {"Naltrexone", "Acamprosate", "Disulfiram"}
+    # No drug named yet: every strength, grouped under its drug.
+    select = strength_select(pharmacist.get(f"/pharmacy/prescriptions/{unnamed}").get_data(as_text=True))
+    assert re.findall(r'<optgroup label="([^"]+)"', select) == ["Acamprosate", "Disulfiram", "Naltrexone"]
+    assert "333 mg delayed-release tablet" in offered(select)
+
+    with app.app_context():
+        ids = {s.slug: (str(s.product_id), str(s.id)) for s in db.session.scalars(sa.select(Strength))}
+    form = {
+        "csrf_token": token, "patient_name": "Customer", "patient_date_of_birth": "1980-01-01",
+        "product_id": ids["50-mg"][0], "strength_id": ids["333-mg"][1],  # naltrexone, acamprosate's strength
+        "quantity_authorised": "90", "refills": "0", "units_per_day": "1", "directions": "One daily",
+        "prescriber_name": "Dr Lee Park", "prescriber_address": "1 Clinic Way",
+        "prescriber_phone": "503-555-0199", "prescriber_npi": "1234567893",
+        "date_written": dt.date.today().isoformat(), "verification_method": "electronic",
+    }
+    refused = pharmacist.post(f"/pharmacy/prescriptions/{pid}/approve", data=form)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert '<p class="error" id="strength_id-error">Choose a strength of the chosen drug.</p>' in page
+    with app.app_context():
+        assert db.session.get(Prescription, pid).status == "in_review"
+    # Changing the drug and checking (no script needed) lists the new drug's strengths.
+    checked = pharmacist.post(f"/pharmacy/prescriptions/{pid}/approve",
+                              data={**form, "product_id": ids["333-mg"][0], "check": "1"})
+    assert offered(strength_select(checked.get_data(as_text=True))) == ["Choose…", "333 mg delayed-release tablet"]
