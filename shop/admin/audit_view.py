@@ -36,8 +36,8 @@ PASSWORD_STEP, SIGNED_IN = "sign_in.password_accepted", "sign_in.succeeded"
 # Kinds of action for the filter: a label and the action-code prefixes that belong to it.
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sign-in": ("Sign-ins and sign-outs", ("sign_in.", "sign_out")),
-    "accounts": ("Accounts, passwords and profiles", ("account.", "password", "two_factor.", "profile.",
-                                                      "address.")),
+    "accounts": ("Accounts, passwords and profiles", ("account.", "registration.", "password", "two_factor.",
+                                                      "profile.", "address.")),
     "users": ("Roles and staff accounts", ("user.", "invitation.")),
     "prices": ("Prices and package sizes", ("price.", "prices.", "package.")),
     "stock": ("Stock", ("stock.",)),
@@ -53,6 +53,8 @@ ACTION_WORDS = {
     "sign_in.second_factor_failed": "Wrong second-step code",
     "sign_out": "Signed out",
     "account.created": "Account created",
+    "registration.started": "Started a registration (link emailed)",
+    "registration.existing_address": "Registration tried with an address that has an account (owner emailed)",
     "password.changed": "Changed their password",
     "password.change_failed": "Password change refused: wrong current password",
     "password.reset": "Set a new password from a reset link",
@@ -70,6 +72,7 @@ ACTION_WORDS = {
     "user.role_changed": "Changed a role",
     "user.disabled": "Disabled an account",
     "user.enabled": "Enabled an account",
+    "user.invitation_resent": "Resent an invitation",
     "price.changed": "Changed a price",
     "price.scheduled": "Scheduled a price change",
     "price.schedule_cancelled": "Cancelled a scheduled price change",
@@ -98,6 +101,9 @@ ACTION_WORDS = {
     "monograph.details_updated": "Changed a monograph's details",
     "monograph.reviewed": "Recorded a monograph review",
     "monograph.section_updated": "Changed a monograph section",
+    "monograph.safety_added": "Added a contraindication or interaction to a monograph",
+    "monograph.safety_updated": "Changed a contraindication or interaction of a monograph",
+    "monograph.safety_removed": "Removed a contraindication or interaction from a monograph",
     "prescription.uploaded": "Uploaded a prescription",
     "prescription.claimed": "Claimed a prescription for review",
     "prescription.released": "Gave up a claim on a prescription",
@@ -113,7 +119,7 @@ ACTION_WORDS = {
     "payment.amount_mismatch": "Refused a payment for the wrong amount",
 }
 # Families of codes built from a word (shop/admin/monograph_rows.py, prescription files, order steps).
-ROW_NOUNS = {"use": "a use", "dosing": "a dosing row", "faq": "a question", "safety": "a safety entry"}
+ROW_NOUNS = {"use": "a use", "dosing": "a dosing row", "faq": "a question"}
 ROW_VERBS = {"added": "Added", "updated": "Changed", "removed": "Removed", "moved": "Moved"}
 SIGN_IN_METHODS = {None: "password", "totp": "password and authenticator code",
                    "recovery_code": "password and a recovery code",

@@ -232,3 +232,24 @@ def test_each_success_folds_only_its_own_accounts_password_step(app: Flask, user
                                    "?kind=%00", "?action=" + "x" * 10_000])
 def test_odd_filters_are_answered_not_failed(admin: FlaskClient, query: str) -> None:
     assert admin.get(f"/admin/audit{query}").status_code == 200
+
+
+def test_every_action_the_shop_records_has_plain_words_and_a_kind() -> None:
+    """Each literal action code passed to audit.record() in shop/ is worded and filed under a kind (the
+    built codes, such as order.<status>, are worded by their family in action_words)."""
+    import ast
+    from pathlib import Path
+
+    codes: set[str] = set()
+    for path in Path(audit_view.__file__).parents[1].rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "record"
+                    and getattr(node.func.value, "id", None) == "audit" and node.args
+                    and not isinstance(node.args[0], ast.JoinedStr)):
+                codes |= {c.value for c in ast.walk(node.args[0])
+                          if isinstance(c, ast.Constant) and isinstance(c.value, str) and "." in c.value}
+    assert len(codes) > 50
+    assert sorted(c for c in codes if c not in audit_view.ACTION_WORDS) == []
+    assert sorted(c for c in codes if audit_view.kind_of(c) is None) == []
+    assert audit_view.action_words("order.released") == "Order moved to “Released by our pharmacist”"
+    assert audit_view.action_words("prescription.file_downloaded") == "Downloaded a prescription file"
