@@ -20,10 +20,11 @@ from flask import (
 from shop import access
 from shop.accounts.forms import ConfirmForm
 from shop.cart import services as cart
+from shop.numbers import parse_id
 from shop.orders import services, staff
 from shop.orders.models import AWAITING_PAYMENT, PAID, Order
 from shop.payments import checkout
-from shop.payments.gateway import GatewayError, gateway_for_app
+from shop.payments.gateway import gateway_for_app
 from shop.security import content_security_policy
 
 checkout_bp = Blueprint("checkout", __name__, url_prefix="/checkout")
@@ -47,7 +48,12 @@ def start() -> Any:
     # One token per checkout page: placing the order twice with it finds the same order.
     token = session.get(TOKEN_KEY) or services.new_checkout_token()
     session[TOKEN_KEY] = token
-    return render_template("orders/checkout.html", cart=view, token=token, confirm=ConfirmForm())
+    # "Add an address" on this page comes back with ?address=<the new one>: that one is chosen.
+    user = _me()
+    requested = parse_id(request.args.get("address"))
+    chosen = next((a for a in user.addresses if a.id == requested), None) or user.default_address
+    return render_template("orders/checkout.html", cart=view, token=token, confirm=ConfirmForm(),
+                           chosen_address_id=chosen.id if chosen else None)
 
 
 @checkout_bp.post("")
@@ -117,19 +123,12 @@ def _after_payment(order: Order, outcome: checkout.Outcome) -> Any:
 @bp.get("/<number>/pay")
 @access.customer
 def pay(number: str) -> Any:
-    """The payment step. :raise 404: not one of this customer's orders."""
+    """The payment step: the order and the card form. It only reads: the PaymentIntent is made (or
+    resumed, or retired) when the card is submitted, by the POST below. :raise 404: not one of this
+    customer's orders."""
     order = _payable(number)
     if order.status != AWAITING_PAYMENT:
         return redirect(url_for("orders.detail", number=order.number))
-    try:
-        intent = checkout.payable_intent(order, gateway_for_app(current_app))
-    except GatewayError:
-        return _payment_page(order, status=503, error="We could not reach our card processor. Please "
-                             "reload this page in a minute; your order is kept until it is due.")
-    except checkout.PaymentProblem as problem:
-        return _payment_page(order, status=409, error=str(problem))
-    if intent is None:
-        return _after_payment(order, checkout.Outcome(paid=True))
     return _payment_page(order)
 
 

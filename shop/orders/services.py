@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, url_for
 from sqlalchemy.orm import joinedload, selectinload
 
 from shop import audit
@@ -51,6 +51,7 @@ from shop.prescriptions.models import APPROVED, Prescription
 TRANSITIONS = {
     (AWAITING_PAYMENT, PAID),
     (AWAITING_PAYMENT, CANCELLED),
+    (PAID, AWAITING_PAYMENT),  # the card hold was cancelled at Stripe (see hold_lapsed)
     (PAID, RELEASED),
     (PAID, CANCELLED),
     (RELEASED, SHIPPED),
@@ -192,7 +193,6 @@ def place_order(customer: User, address_id: int | None, checkout_token: str) -> 
     return order
 
 
-def _reserve_prescriptions(lines: list[tuple[OrderLine, cart.LineView]]) -> None:
 def _sold_meanwhile(customer: User, strength_id: int) -> str:
     """What a buyer who lost the race for the last packs reads: what is left now, in the cart's words."""
     fresh = [line for line in cart.view(customer).lines if line.strength.id == strength_id]
@@ -207,6 +207,7 @@ def _sold_meanwhile(customer: User, strength_id: int) -> str:
     return " ".join(["Sorry, stock ran out while you were checking out.", *short])
 
 
+def _reserve_prescriptions(lines: list[tuple[OrderLine, cart.LineView]]) -> None:
     today = dt.date.today()
     # Several lines of one strength share the strength's coverage: hand it out line by line.
     pools: dict[int, list[list]] = {}
@@ -269,8 +270,9 @@ def orders_in(statuses: Iterable[str], *, newest_first: bool = False,
     return list(db.session.scalars(stmt))
 
 
-ACTION_WORDS = {PAID: "marked paid", RELEASED: "released", SHIPPED: "shipped",
-                DELIVERED: "marked delivered", CANCELLED: "cancelled", REFUNDED: "refunded"}
+ACTION_WORDS = {AWAITING_PAYMENT: "asked to pay again", PAID: "marked paid", RELEASED: "released",
+                SHIPPED: "shipped", DELIVERED: "marked delivered", CANCELLED: "cancelled",
+                REFUNDED: "refunded"}
 
 
 def refusal(order: Order, to_status: str) -> str:
@@ -291,10 +293,17 @@ class PaymentSummary:
     refunded: int = 0
     cancelled: int = 0
     refund_count: int = 0
+    authorised_at: dt.datetime | None = None  # the latest authorisation: when the card hold began
 
     @property
     def refundable(self) -> int:
         return max(self.captured - self.refunded, 0)
+
+    @property
+    def held(self) -> int:
+        """Authorised and not cancelled: after a hold lapsed and the order was paid again, only the
+        new hold counts."""
+        return max(self.authorised - self.cancelled, 0)
 
     @property
     def state(self) -> str:
@@ -302,28 +311,33 @@ class PaymentSummary:
             if self.refunded >= self.captured:
                 return "refunded"
             return "partly refunded" if self.refunded else "captured"
-        if self.cancelled:
-            return "authorisation cancelled"
-        return "authorised" if self.authorised else "not paid"
+        if self.held:
+            return "authorised"
+        return "authorisation cancelled" if self.cancelled else "not paid"
 
 
 def payment_summaries(order_ids: Iterable[int]) -> dict[int, PaymentSummary]:
     """The payment of each order, from one grouped query over the ledger."""
     ids = tuple(order_ids)
     totals: dict[int, dict[str, int]] = {order_id: {} for order_id in ids}
+    authorised_at: dict[int, dt.datetime] = {}
     if ids:
         rows = db.session.execute(
             sa.select(PaymentEntry.order_id, PaymentEntry.kind, sa.func.sum(PaymentEntry.amount_cents),
-                      sa.func.count()).where(PaymentEntry.order_id.in_(ids))
+                      sa.func.count(), sa.func.max(PaymentEntry.created_at))
+            .where(PaymentEntry.order_id.in_(ids))
             .group_by(PaymentEntry.order_id, PaymentEntry.kind))
-        for order_id, kind, amount, count in rows:
+        for order_id, kind, amount, count, latest in rows:
             totals[order_id][kind] = int(amount)
             if kind == "refunded":
                 totals[order_id]["refund_count"] = int(count)
+            if kind == "authorised":
+                authorised_at[order_id] = latest
     return {order_id: PaymentSummary(
         authorised=sums.get("authorised", 0), captured=sums.get("captured", 0),
         refunded=sums.get("refunded", 0), cancelled=sums.get("cancelled", 0),
-        refund_count=sums.get("refund_count", 0)) for order_id, sums in totals.items()}
+        refund_count=sums.get("refund_count", 0), authorised_at=authorised_at.get(order_id))
+        for order_id, sums in totals.items()}
 
 
 def payment_summary(order: Order) -> PaymentSummary:
@@ -375,6 +389,16 @@ def detach_intent(order: Order, intent_id: str) -> bool:
     return done == 1
 
 
+def hold_may_be_released(order: Order, intent_id: str) -> bool:
+    """Whether a card hold on this intent may be cancelled at Stripe: only when it is not the intent
+    the order was accepted with. An unpaid order's own intent is taken off it first (so a payment
+    completing with it can no longer mark the order paid); the intent of a paid, released, shipped,
+    delivered or refunded order is never let go, whatever an event or a page says about it."""
+    if detach_intent(order, intent_id):
+        return True
+    return order.payment_intent_id != intent_id or order.status == CANCELLED
+
+
 def record_authorisation(order_id: int, intent_id: str, amount: int, currency: str) -> bool:
     """The card is authorised for the order's total: mark it paid. Safe to call again, from the
     browser's return and from a webhook in any order. Returns True when the order is (now) paid."""
@@ -397,6 +421,36 @@ def record_authorisation(order_id: int, intent_id: str, amount: int, currency: s
             "Thank you. Your card is authorised, and it is charged only when our pharmacist releases "
             "the order for dispensing.")
     db.session.commit()
+    return True
+
+
+def hold_lapsed(order: Order, intent_id: str) -> bool:
+    """The card hold of a paid order was cancelled at Stripe (holds lapse after about 7 days, or
+    someone cancelled it there): the order needs paying again. It goes back to awaiting payment
+    without an intent (the payment page starts a fresh one), keeps its stock and prescription units
+    for ORDER_PAY_WITHIN_MINUTES from now as a new order does (then the unpaid-order expiry
+    applies), the ledger records the cancelled authorisation, and the customer is emailed a link to
+    pay again. False when the order is not paid with that intent (nothing changes).
+
+    :raise IllegalTransition: the order moved on at the same moment.
+    """
+    with _transaction():
+        order = _locked(order.id)
+        if order.status != PAID or order.payment_intent_id != intent_id:
+            return False
+        held = db.session.scalar(sa.select(PaymentEntry.amount_cents).where(
+            PaymentEntry.kind == "authorised", PaymentEntry.reference == intent_id)) or 0
+        _ledger(order, "cancelled", held, intent_id)
+        pay_by = utcnow() + dt.timedelta(minutes=current_app.config["ORDER_PAY_WITHIN_MINUTES"])
+        _move(order, AWAITING_PAYMENT, None, note="The card authorisation was cancelled at Stripe; "
+              "the customer is asked to pay again", audit_details={"intent": intent_id},
+              payment_intent_id=None, pay_by=pay_by)
+        link = current_app.config["PUBLIC_URL"].rstrip("/") + url_for("orders.pay", number=order.number)
+        _notify(order, "order_payment_needed", f"Order {order.number}: please pay again",
+                "The hold on your card for this order has ended (banks release a hold after about a "
+                "week), so nothing has been charged for it. We are keeping your medicines and your "
+                f"prescription for you until {pay_by.strftime('%d %b %Y %H:%M')} UTC. Please pay "
+                f"again here:\n{link}")
     return True
 
 
@@ -528,7 +582,8 @@ def cancel(order: Order, actor: User | None, reason: str, *, only_from: str | No
         if only_from is not None and order.status != only_from:
             raise IllegalTransition(refusal(order, CANCELLED))
         _check(order, CANCELLED)
-        authorised = _ledger_sum(order.id, "authorised")
+        # What the card still holds: a hold that lapsed earlier is in the ledger as cancelled already.
+        authorised = max(_ledger_sum(order.id, "authorised") - _ledger_sum(order.id, "cancelled"), 0)
         if authorised and order.payment_intent_id:
             _ledger(order, "cancelled", authorised, order.payment_intent_id)
         _release_holds(order, reason)
@@ -599,6 +654,8 @@ def expired_unpaid(now: dt.datetime | None = None) -> list[Order]:
 STAFF_STAGES = ((PAID, "Waiting for release by a pharmacist"), (RELEASED, "Released: to ship"),
                 (SHIPPED, "Shipped: to mark delivered"))
 OTHER_STATUSES = (AWAITING_PAYMENT, DELIVERED, CANCELLED, REFUNDED)
+# A card hold lapses after about 7 days: from this age staff are told to release the order soon.
+OLD_HOLD_DAYS = 5
 
 
 @dataclass(frozen=True)
@@ -614,6 +671,7 @@ class StaffBoard:
     stages: list[Stage]
     recent: list[Order]  # the latest orders in the other statuses, newest first
     payments: dict[int, PaymentSummary]
+    old_holds: dict[int, int]  # paid orders whose card hold is OLD_HOLD_DAYS or more old: its age in days
 
 
 def staff_board(per_stage: int = 200, recent: int = 30) -> StaffBoard:
@@ -623,7 +681,12 @@ def staff_board(per_stage: int = 200, recent: int = 30) -> StaffBoard:
         stages.append(Stage(status, title, found[:per_stage], len(found) > per_stage))
     others = orders_in(OTHER_STATUSES, newest_first=True, limit=recent)
     ids = [o.id for stage in stages for o in stage.orders] + [o.id for o in others]
-    return StaffBoard(stages, others, payment_summaries(ids))
+    payments = payment_summaries(ids)
+    now = utcnow()
+    ages = {o.id: (now - payments[o.id].authorised_at).days for stage in stages for o in stage.orders
+            if o.status == PAID and payments[o.id].authorised_at is not None}
+    return StaffBoard(stages, others, payments,
+                      {order_id: days for order_id, days in ages.items() if days >= OLD_HOLD_DAYS})
 
 
 @dataclass(frozen=True)

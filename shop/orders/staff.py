@@ -92,6 +92,14 @@ def _captured(order: Order, gateway: PaymentGateway) -> Intent:
         return gateway.capture(intent.id, order_id=order.id)
     if intent.status == "succeeded":
         return intent
+    if intent.status == "canceled":  # the hold lapsed, and its webhook has not reached us (yet)
+        try:
+            services.hold_lapsed(order, intent.id)
+        except services.IllegalTransition as error:
+            raise ActionRefused(str(error)) from error
+        raise ActionRefused(f"The hold on the card for order {order.number} had ended at Stripe, so "
+                            "nothing was captured. The order is back to awaiting payment and the "
+                            "customer has been emailed a link to pay again.")
     raise ActionRefused(f"The card payment for order {order.number} is {intent.status.replace('_', ' ')} "
                         "at Stripe, so there is nothing to capture. Nothing was changed.")
 

@@ -44,12 +44,14 @@ class Outcome:
     action_client_secret: str | None = None
 
 
-RETIRED_KINDS = ("failed", "replaced")
+# Ledger entries naming an intent of the order that can no longer take money ("cancelled": a hold
+# that lapsed at Stripe, after which the order is paid again).
+RETIRED_KINDS = ("failed", "replaced", "cancelled")
 
 
 def _attempts(order: Order) -> int:
-    """Intents of this order retired so far."""
-    return db.session.scalar(sa.select(sa.func.count(PaymentEntry.id)).where(
+    """Intents of this order retired so far (one intent may have several such entries)."""
+    return db.session.scalar(sa.select(sa.func.count(sa.distinct(PaymentEntry.reference))).where(
         PaymentEntry.order_id == order.id, PaymentEntry.kind.in_(RETIRED_KINDS))) or 0
 
 
@@ -59,8 +61,9 @@ def _reload(order: Order) -> Order:
 
 
 def payable_intent(order: Order, gateway: PaymentGateway) -> Intent | None:
-    """The intent the payment page confirms, made on first use. None when the order turns out to be
-    paid already (Stripe authorised it, e.g. in another tab, before we heard of it)."""
+    """The intent a submitted card confirms, made when the first card is submitted (never by showing
+    the payment page: no GET changes anything). None when the order turns out to be paid already
+    (Stripe authorised it, e.g. in another tab, before we heard of it)."""
     if order.payment_intent_id:
         intent = gateway.retrieve(order.payment_intent_id)
         if intent.status == "requires_capture" and _record(order, intent):
@@ -158,8 +161,7 @@ def _declined(order: Order, intent_id: str | None, gateway: PaymentGateway) -> N
 def _retire(order: Order, intent_id: str, gateway: PaymentGateway, kind: str) -> None:
     """Take the intent off the order, note it in the ledger, then cancel it at Stripe. In that order:
     Stripe's "payment_intent.canceled" webhook for an intent that is still the order's cancels the order."""
-    detached = orders.detach_intent(order, intent_id)
-    if not detached and order.payment_intent_id == intent_id:
+    if not orders.hold_may_be_released(order, intent_id):
         return  # the order was paid with it meanwhile: keep it
     begin_write()
     if not db.session.scalars(sa.select(PaymentEntry.id).where(

@@ -27,11 +27,14 @@ localstripe (1.15) differs from Stripe in ways this module works around or that 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import stripe
+
+from shop.numbers import INT_MAX
 
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
 
@@ -288,6 +291,26 @@ class InvalidWebhook(Exception):
     """The request is not a webhook from Stripe: bad, tampered or stale signature, or not an event."""
 
 
+class MalformedEvent(InvalidWebhook):
+    """A correctly signed event that is not the shape Stripe documents (e.g. `data.object` a list,
+    `metadata` a string, an amount that is not a whole number of cents): it is refused before
+    anything is read or written, so it changes nothing."""
+
+    def __init__(self, message: str, event: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.event_id, self.event_type = event.get("id"), event.get("type")  # for the log
+
+
+# Stripe's ids and event types, bounded to the columns that hold them (String(80)). The patterns
+# also keep NUL and other characters PostgreSQL refuses out of every query.
+_EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,76}")
+_EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,80}")
+_INTENT_ID = re.compile(r"pi_[A-Za-z0-9_]{1,77}")
+_CURRENCY = re.compile(r"[a-z]{3}")
+INTENT_STATUSES = frozenset({"requires_payment_method", "requires_confirmation", "requires_action",
+                             "processing", "requires_capture", "canceled", "succeeded"})
+
+
 def verify_webhook(
     payload: bytes, signature_header: str, secret: str, tolerance_seconds: int = 300
 ) -> dict:
@@ -313,7 +336,45 @@ def verify_webhook(
         and isinstance(event.get("data"), dict)
     ):
         raise InvalidWebhook("The payload is not a Stripe event")
+    if not _EVENT_ID.fullmatch(event["id"]) or not _EVENT_TYPE.fullmatch(event["type"]):
+        raise MalformedEvent("The event's id or type is not one Stripe makes", event)
+    if not isinstance(event["data"].get("object"), dict):
+        raise MalformedEvent("The event's data.object is not an object", event)
     return event
+
+
+def _is_cents(value: Any) -> bool:
+    """A whole, non-negative number of cents that a database integer holds (JSON true and 1.0 are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT_MAX
+
+
+def webhook_intent(event: Mapping[str, Any]) -> Intent | None:
+    """The PaymentIntent of a verified `payment_intent.*` event, checked field by field (None for
+    other events, which the shop does not act on).
+
+    :raise MalformedEvent: the object is not a PaymentIntent as Stripe sends it.
+    """
+    if not event["type"].startswith("payment_intent."):
+        return None
+    data = event["data"]["object"]
+    metadata = data.get("metadata", {})
+    if not (
+        data.get("object") == "payment_intent"
+        and isinstance(data.get("id"), str) and _INTENT_ID.fullmatch(data["id"])
+        and isinstance(data.get("status"), str) and data["status"] in INTENT_STATUSES
+        and isinstance(data.get("currency"), str) and _CURRENCY.fullmatch(data["currency"])
+        and isinstance(data.get("capture_method") or "", str)
+    ):
+        raise MalformedEvent("The event's object is not a payment intent", event)
+    if not isinstance(metadata, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()):
+        raise MalformedEvent("The payment intent's metadata is not a set of texts", event)
+    # localstripe leaves the last two out; when present they are amounts like the first.
+    optional = (data.get("amount_capturable"), data.get("amount_received"))
+    if not _is_cents(data.get("amount")) or not all(v is None or _is_cents(v) for v in optional):
+        raise MalformedEvent("The payment intent's amounts are not whole numbers of cents", event)
+    # Never the client secret: nothing from a webhook goes to a browser.
+    return _intent({**data, "client_secret": None})
 
 
 # Flask -------------------------------------------------------------------------------------------

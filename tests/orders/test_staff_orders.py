@@ -505,6 +505,45 @@ def test_the_staff_list_shows_orders_by_stage(
     assert "Not paid" in re.search(rf"{unpaid.number}</a></th>(.*?)</tr>", page, re.S).group(1)
 
 
+def test_the_staff_list_marks_paid_orders_whose_card_hold_is_old(
+    stripe_app: Flask, users: dict[str, int], gateway: PaymentGateway, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    old = paid(stripe_app, users, gateway, token="staff-old-hold")
+    fresh = paid(stripe_app, users, gateway, token="staff-fresh-hold")
+    with stripe_app.app_context():
+        for placed, age in ((old, dt.timedelta(days=6, hours=1)), (fresh, dt.timedelta(days=4, hours=23))):
+            db.session.execute(sa.update(PaymentEntry).where(PaymentEntry.order_id == placed.id).values(
+                created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None) - age))
+        db.session.commit()
+
+    page = signed_in("pharmacist").get("/staff/orders").get_data(as_text=True)
+
+    old_row = re.search(rf"{old.number}</a></th>(.*?)</tr>", page, re.S).group(1)
+    assert "Hold 6 days old</span> release soon: a card hold ends after about 7 days" in old_row
+    assert "Hold" not in re.search(rf"{fresh.number}</a></th>(.*?)</tr>", page, re.S).group(1)
+
+
+def test_releasing_an_order_whose_hold_ended_asks_the_customer_to_pay_again(
+    stripe_app: Flask, users: dict[str, int], gateway: PaymentGateway, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    # The hold lapsed at Stripe and its webhook has not arrived: the release finds out.
+    placed = paid(stripe_app, users, gateway, token="staff-lapsed")
+    gateway.cancel(placed.intent_id, order_id=placed.id)
+    pharmacist = signed_in("pharmacist")
+
+    response = post(pharmacist, placed.number, "release")
+
+    assert response.status_code == 302
+    page = pharmacist.get(response.headers["Location"]).get_data(as_text=True)
+    assert "had ended at Stripe, so nothing was captured" in page
+    with stripe_app.app_context():
+        order = fetch(placed.number)
+        assert (order.status, order.payment_intent_id) == ("awaiting_payment", None)
+        assert ledger(placed.id) == [("authorised", TOTAL), ("cancelled", TOTAL)]
+        assert "order_payment_needed" in outbox_kinds(users["customer"])
+        assert db.session.get(Prescription, placed.rx).quantity_reserved == 90  # still kept for the order
+
+
 def test_the_detail_page_shows_prescriptions_timeline_and_ledger(
     stripe_app: Flask, users: dict[str, int], gateway: PaymentGateway, signed_in: Callable[[str], FlaskClient]
 ) -> None:
