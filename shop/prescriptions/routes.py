@@ -31,6 +31,15 @@ bp = Blueprint("prescriptions", __name__, url_prefix="/prescriptions")
 
 _me = access.me
 
+# Pages an upload can be started from, so the prescription's page offers the way back. Only these
+# names are accepted, never a URL, so the link cannot be pointed elsewhere.
+BACK_LINKS = {"cart": ("cart.show", "Back to your cart")}
+
+
+def _back() -> str | None:
+    back = request.args.get("back")
+    return back if back in BACK_LINKS else None
+
 
 def _product_choices() -> list[SelectChoice]:
     products = db.session.scalars(
@@ -66,8 +75,8 @@ def upload() -> Any:
         else:
             flash("Thank you: your prescription is uploaded. A pharmacist will check it and we will "
                   "email you the result.", "success")
-            return redirect(url_for("prescriptions.detail", prescription_id=prescription.id))
-    return render_template("prescriptions/upload.html", form=form)
+            return redirect(url_for("prescriptions.detail", prescription_id=prescription.id, back=_back()))
+    return render_template("prescriptions/upload.html", form=form, back=BACK_LINKS.get(_back() or ""))
 
 
 @bp.get("/<int:prescription_id>")
@@ -77,7 +86,8 @@ def detail(prescription_id: int) -> str:
     prescription = services.owned_prescription(_me(), prescription_id)
     if prescription is None:
         abort(404)
-    return render_template("prescriptions/detail.html", prescription=prescription)
+    return render_template("prescriptions/detail.html", prescription=prescription,
+                           back=BACK_LINKS.get(_back() or ""))
 
 
 @bp.get("/<int:prescription_id>/files/<int:file_id>")

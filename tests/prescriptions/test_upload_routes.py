@@ -119,3 +119,33 @@ def test_a_tampered_stored_file_is_detected(
     response = signed_in("customer").get(f"/prescriptions/{pid}/files/{file_id}")
     assert response.status_code == 500
     assert b"\x89PNG" not in response.data
+
+
+def test_an_upload_started_from_the_cart_offers_the_way_back(
+    app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    import html
+    import re
+
+    from shop.catalog.models import Package, Strength
+
+    client = signed_in("customer")
+    with app.app_context():
+        pid = db.session.scalars(sa.select(Package.id).join(Strength).where(
+            Strength.slug == "50-mg", Package.units == 90)).one()
+    client.post("/cart/add", data={"package_id": pid, "csrf_token": csrf_token(client, "/cart")})
+    cart = client.get("/cart").get_data(as_text=True)
+    link = html.unescape(re.search(r'<a href="([^"]+)">Upload a prescription for this item</a>', cart).group(1))
+    form_page = client.get(link).get_data(as_text=True)
+    assert '<a href="/cart">Back to your cart</a>' in form_page
+
+    data = {"csrf_token": csrf_token(client, link), "note": "", "product_id": "",
+            "files": [(io.BytesIO(png_bytes()), "scan.png")]}
+    response = client.post(link, data=data, content_type="multipart/form-data")
+    assert response.status_code == 302
+    detail = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert '<a class="button-link" href="/cart">Back to your cart</a>' in detail
+    # Not offered when the upload did not come from the cart, and never to another address.
+    plain = response.headers["Location"].split("?")[0]
+    assert "Back to your cart" not in client.get(plain).get_data(as_text=True)
+    assert "Back to" not in client.get(plain + "?back=https://evil.example/").get_data(as_text=True)
