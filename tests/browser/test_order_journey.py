@@ -70,6 +70,8 @@ def test_buy_pay_and_release_journey(
         # 3. The payment page: the summary from the database and Stripe's card form.
         expect(customer.get_by_role("heading", level=1)).to_have_text(re.compile(r"^Pay for order CW-"))
         number = customer.get_by_role("heading", level=1).inner_text().rsplit(" ", 1)[1]
+        with stripe_app.app_context():  # showing the page began no payment: the card's POST does
+            assert db.session.query(Order).filter_by(number=number).one().payment_intent_id is None
         expect(customer.get_by_role("button", name="Pay $595.68")).to_be_visible()
         # A card the bank declines first: the page says so and the order waits.
         type_card(customer, DECLINED_CARD)
