@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 from shop import money
-from shop.catalog.models import Package, Product, Strength
+from shop.catalog.models import Package, Strength
 
 IN_STOCK, LOW_STOCK, OUT_OF_STOCK = "in_stock", "low_stock", "out_of_stock"
 
@@ -44,13 +43,3 @@ def package_rows(strength: Strength, low_stock_packs: int) -> list[PackageRow]:
         rows.append(PackageRow(package, line, packs, stock_state(packs, low_stock_packs)))
     return rows
 
-
-def lowest_per_unit_cents(product: Product) -> int | None:
-    """The lowest per-pill price over the product's active strengths and packages, as shown."""
-    best: Fraction | None = None
-    for strength in product.active_strengths:
-        for package in strength.active_packages:
-            exact = money.per_unit_exact(package.price_cents, package.units)
-            if best is None or exact < best:
-                best = exact
-    return None if best is None else money.round_half_up(best)

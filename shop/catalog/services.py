@@ -8,8 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload, selectinload
 
+from shop import money
 from shop.catalog.models import Monograph, Product, ProductAlias, Strength, search_key
-from shop.catalog.pricing import PackageRow, lowest_per_unit_cents, package_rows
+from shop.catalog.pricing import PackageRow, package_rows
 from shop.database import LIKE_ESCAPE, contains_pattern
 from shop.extensions import db
 
@@ -18,10 +19,31 @@ PAGE_SIZE = 24  # product cards per page of the catalog and of search results
 
 
 @dataclass(frozen=True)
+class StrengthPrice:
+    """The per-pill prices of one strength's packages, lowest and highest, as the package table shows them."""
+
+    strength: Strength
+    lowest_per_unit_cents: int
+    highest_per_unit_cents: int
+
+
+@dataclass(frozen=True)
 class ProductSummary:
     product: Product
-    from_per_unit_cents: int | None
+    # Per strength, not one "from" for the product: a 4.5 mg capsule's price is no guide to the 50 mg
+    # tablet's, which is what a search for its brand (ReVia) is after.
+    strength_prices: list[StrengthPrice]
     currency: str
+
+
+def strength_prices(product: Product) -> list[StrengthPrice]:
+    """From the loaded tree: no SQL."""
+    prices = []
+    for strength in product.active_strengths:
+        per_pill = [money.per_unit_cents(p.price_cents, p.units) for p in strength.active_packages]
+        if per_pill:
+            prices.append(StrengthPrice(strength, min(per_pill), max(per_pill)))
+    return prices
 
 
 @dataclass(frozen=True)
@@ -61,7 +83,7 @@ def _paged(stmt: sa.Select, currency: str, page: int, per_page: int) -> ProductP
         raise NoSuchPage(page)
     ordered = _with_catalog_tree(stmt).order_by(Product.name, Product.id)
     products = list(db.session.scalars(ordered.limit(per_page).offset((page - 1) * per_page)))
-    return ProductPageList([ProductSummary(p, lowest_per_unit_cents(p), currency) for p in products],
+    return ProductPageList([ProductSummary(p, strength_prices(p), currency) for p in products],
                            page, pages, total)
 
 

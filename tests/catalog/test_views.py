@@ -30,10 +30,19 @@ def test_home_lists_active_products_with_lowest_per_pill_price(client: FlaskClie
     page = text_of(client.get("/").get_data(as_text=True))
     for name in ("Naltrexone", "Acamprosate", "Disulfiram", "Thiamine (vitamin B1)"):
         assert name in page
-    # Naltrexone's cheapest pill is the 1.5 mg capsule in the 90 pack: $99.00 / 90 = $1.10.
-    assert "from $1.10 per pill" in page
-    assert "from $0.08 per pill" in page  # thiamine: $19.99 / 250
+    # Per strength, lowest to highest per pill: the 1.5 mg capsule's $1.10 is not the 50 mg tablet's.
+    assert "1.5 mg compounded capsule: $1.10 to $1.30 per pill" in page
+    assert "100 mg tablet: $0.08 to $0.09 per pill" in page  # thiamine: $19.99 / 250 and $8.99 / 100
     assert "No prescription needed" in page and "Prescription required" in page
+
+
+def test_a_search_for_revia_prices_the_50_mg_tablets_it_is(client: FlaskClient) -> None:
+    """ReVia is naltrexone 50 mg tablets: the card must not offer the low-dose capsule's $1.10 as
+    their price."""
+    page = text_of(client.get("/products", query_string={"q": "ReVia"}).get_data(as_text=True))
+    assert "50 mg film-coated tablet: $6.62 to $7.14 per pill" in page
+    assert "4.5 mg compounded capsule: $1.32 to $1.50 per pill" in page
+    assert "from $1.10 per pill" not in page
 
 
 def test_inactive_product_is_not_listed_and_its_page_is_404(app: Flask, client: FlaskClient) -> None:
