@@ -1,8 +1,9 @@
 """Exact money arithmetic on integer minor units (cents). No floats anywhere.
 
-Rules (DESIGN.md): per-unit price = package price / units, shown rounded half-up to the cent; the list
-price of a package = its units x the exact per-unit price of the smallest package of its strength,
-rounded half-up to the cent; saving % = 1 - price / list price, shown as a whole percent rounded down.
+Rules (README, "Pricing rules"): per-unit price = package price / units, shown rounded half-up to
+the cent; the list price of a package = its units x the exact per-unit price of the smallest package
+of its strength, rounded half-up to the cent; saving % = 1 - price / list price, shown as a whole
+percent rounded down.
 """
 
 from __future__ import annotations

@@ -85,10 +85,24 @@ class SMTPMailer:
 
 
 class LogMailer:
-    """The development default: logs what would be sent (never the body) and succeeds."""
+    """The development default: one log line per message (recipient, subject and size, never the body,
+    which may hold a password link) and the message counts as sent; /dev/mailbox shows the text.
+
+    The worker of `make run` sets up no logging, and Python then drops INFO lines: so when nothing is
+    configured, this mailer's lines go to standard error themselves.
+    """
+
+    def __init__(self) -> None:
+        if not log.hasHandlers():  # neither on this logger nor above it (Flask's, the root's)
+            console = logging.StreamHandler()  # standard error
+            console.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+            log.addHandler(console)
+        if not log.isEnabledFor(logging.INFO):
+            log.setLevel(logging.INFO)
 
     def send(self, *, to: str, subject: str, body: str) -> None:
-        log.info("would send to %s: %s (%d characters)", to, subject, len(body))
+        log.info("would send to %s: %s (%d characters; MAIL_BACKEND=log sends nothing, see /dev/mailbox)",
+                 to, subject, len(body))
 
     def __repr__(self) -> str:
         return "LogMailer()"

@@ -1,4 +1,5 @@
-"""Queue messages in the caller's transaction; the worker sends them (a later issue adds SMTP)."""
+"""Queue messages in the caller's transaction; the worker sends them through the configured mailer
+(shop/notifications/sender.py: SMTP, or the development log)."""
 
 from __future__ import annotations
 

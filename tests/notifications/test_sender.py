@@ -6,12 +6,16 @@ import datetime as dt
 import email
 import email.policy
 import logging
+import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -21,6 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from flask import Flask
 
+from config import BASE_DIR
 from shop.audit import utcnow
 from shop.cli import shop_cli
 from shop.extensions import db
@@ -390,6 +395,20 @@ def test_log_mailer_logs_without_the_body(app_ctx: Flask, caplog: pytest.LogCapt
     assert "would send to patient@example.com: Message 0" in caplog.text
     assert "Private details" not in caplog.text
     assert load(message_id).sent_at is not None
+
+
+def test_the_worker_of_make_run_prints_a_line_per_email(app: Flask, tmp_path: Path) -> None:
+    """`make run` starts `flask shop worker` with no logging set up; with the log backend every email
+    must still show on its console (it showed none: Python drops INFO lines by default)."""
+    with app.app_context():
+        queue(1, to="patient@example.com", body="Private details here")
+    env = {**os.environ, "SHOP_CONFIG": "development", "MAIL_BACKEND": "log", "SHOP_INSTANCE_PATH": str(tmp_path),
+           "DATABASE_URL": str(app.config["SQLALCHEMY_DATABASE_URI"])}
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "shop", "shop", "worker", "--once"],
+                            env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("would send to patient@example.com: Message 0") == 1, result.stderr
+    assert "Private details" not in result.stderr + result.stdout
 
 
 # The worker ----------------------------------------------------------------------------------------
