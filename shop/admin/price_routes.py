@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +54,17 @@ class ImportForm(FlaskForm):
     file = FileField("Price file (CSV)", validators=[FileRequired("Choose a CSV file.")],
                      description="Columns " + ",".join(prices_csv.LAYOUT.columns) + ", as in the export. "
                                  "Nothing is applied unless every row is right.")
+
+
+_BASE64_MAX = (prices_csv.LAYOUT.max_bytes + 3) * 4 // 3  # a file of the largest size, in base64
+
+
+class ConfirmImportForm(FlaskForm):
+    """The checked file again (its bytes in base64), to apply despite the warnings the admin has seen."""
+
+    content = HiddenField(validators=[InputRequired(), Length(max=_BASE64_MAX)])
+    filename = HiddenField(validators=[Length(max=100)])
+    accept = HiddenField(validators=[InputRequired(), Length(max=64)])
 
 
 def edit_form(strength: Strength, formdata: MultiDict | None = None) -> PriceTableForm:
@@ -103,9 +117,9 @@ def index() -> str:
 
 
 def _render_index(form: ImportForm, problems: list[prices_csv.RowProblem] | None = None,
-                  status: int = 200) -> Any:
+                  status: int = 200, check: dict[str, Any] | None = None) -> Any:
     return render_template("admin/prices/index.html", products=prices.overview(), form=form,
-                           problems=problems or [], columns=prices_csv.LAYOUT.columns), status
+                           problems=problems or [], columns=prices_csv.LAYOUT.columns, check=check), status
 
 
 @bp.route("/strengths/<int:strength_id>", methods=["GET", "POST"])
@@ -264,16 +278,47 @@ def export_csv() -> Response:
 @bp.post("/import")
 @access.admin
 def import_csv() -> Any:
+    """Check a price file and apply it, or, when it gives per-pill warnings, show them with the choice
+    to apply it anyway (import_confirm) or to correct the file."""
     form = ImportForm()
     if not form.validate_on_submit():
         return _render_index(form, status=422)
     upload = form.file.data
+    data = upload.read(prices_csv.LAYOUT.max_bytes + 1)
+    return _import(form, data, (upload.filename or "")[:100], accept=None)
+
+
+@bp.post("/import/confirm")
+@access.admin
+def import_confirm() -> Any:
+    """Apply a checked file despite its warnings, while they are still the warnings the admin saw."""
+    confirm = ConfirmImportForm()
+    form = ImportForm(formdata=None)
+    data = b""
+    if confirm.validate_on_submit():
+        with contextlib.suppress(binascii.Error, ValueError):  # not what the check sent: said below
+            data = base64.b64decode(confirm.content.data, validate=True)
+    if not data:
+        form.file.errors = ["The checked file did not come back: import it again."]
+        return _render_index(form, status=422)
+    return _import(form, data, confirm.filename.data or "", accept=confirm.accept.data)
+
+
+def _import(form: ImportForm, data: bytes, filename: str, *, accept: str | None) -> Any:
     try:
-        report = prices_csv.import_csv(upload.read(prices_csv.LAYOUT.max_bytes + 1), _me(),
-                                       filename=(upload.filename or "")[:100])
+        report = prices_csv.import_csv(data, _me(), filename=filename, accept=accept)
     except prices_csv.ImportRefused as refused:
         form.file.errors = [*form.file.errors, refused.message]
         return _render_index(form, refused.rows, status=422)
+    except prices_csv.ImportNeedsConfirmation as check:
+        confirm = ConfirmImportForm(formdata=None, content=base64.b64encode(data).decode(), filename=filename,
+                                    accept=check.accept)
+        # Confirmed warnings that no longer match: prices changed meanwhile, the admin looks again.
+        return _render_index(form, status=409 if accept else 200, check={
+            "warnings": check.warnings, "report": check.report, "filename": filename, "form": confirm,
+            "changed_meanwhile": accept is not None})
     flash(f"Imported {report.rows} rows: {report.price_changes} price(s) changed, {report.retired} "
           f"package(s) retired, {report.restored} restored, {report.unchanged} row(s) unchanged.", "success")
+    for warning in report.warnings:
+        flash(f"Applied despite this warning: {warning}", "info")
     return redirect(url_for("admin_prices.index"))

@@ -3,13 +3,17 @@ and whether they are on sale.
 
 An import checks every row first and applies nothing if any is wrong; a good file is applied in one
 transaction, with a history row and an audit row per change (as the price editor records them).
+Before applying, it gives the price editor's per-pill warnings (prices.per_pill_warnings) for every
+strength the file changes: a file with warnings is applied only once the admin has seen exactly those
+warnings and said to apply it anyway (ImportNeedsConfirmation carries what to show and confirm).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
@@ -18,7 +22,14 @@ from shop import audit, money
 from shop.accounts.models import User
 from shop.admin import csv_files
 from shop.admin.common import write_transaction
-from shop.admin.prices import REASON_MAX, parse_typed_price, parse_units, plain_amount, record_change
+from shop.admin.prices import (
+    REASON_MAX,
+    parse_typed_price,
+    parse_units,
+    per_pill_warnings,
+    plain_amount,
+    record_change,
+)
 from shop.audit import utcnow
 from shop.catalog.models import Package, Product, Strength
 from shop.extensions import db
@@ -62,10 +73,27 @@ class ImportReport:
     price_changes: int
     retired: int
     restored: int
+    warnings: list[str] = field(default_factory=list)  # per-pill warnings the admin chose to accept
 
     @property
     def unchanged(self) -> int:
         return self.rows - self.changed_rows
+
+
+class ImportNeedsConfirmation(Exception):
+    """Nothing was imported: the file is good but gives per-pill warnings. `report` says what applying
+    it would do; `accept` names these very warnings (import_csv(accept=...) applies the file while they
+    are still the warnings it gives)."""
+
+    def __init__(self, warnings: list[str], report: ImportReport) -> None:
+        super().__init__("; ".join(warnings))
+        self.warnings = warnings
+        self.report = report
+        self.accept = warnings_key(warnings)
+
+
+def warnings_key(warnings: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(warnings).encode()).hexdigest()
 
 
 @dataclass
@@ -146,17 +174,57 @@ def _checked_rows(rows: list[csv_files.CsvRow], all_packages: Sequence[Package])
     return good
 
 
-def import_csv(data: bytes, actor: User, *, filename: str = "",
+def _warnings(good: Sequence[_Row], all_packages: Sequence[Package]) -> list[str]:
+    """The price editor's per-pill warnings for each strength the file changes, as its packages on sale
+    would be after the import."""
+    after = {p.id: (p.price_cents, p.active) for p in all_packages}
+    touched: set[int] = set()
+    for row in good:
+        if (row.price, row.active) != after[row.package.id]:
+            after[row.package.id] = (row.price, row.active)
+            touched.add(row.package.strength_id)
+    by_strength: dict[int, list[Package]] = {}
+    for package in all_packages:
+        if package.strength_id in touched:
+            by_strength.setdefault(package.strength_id, []).append(package)
+    warnings = []
+    in_list_order = sorted(by_strength.values(), key=lambda ps: (
+        ps[0].strength.product.slug, ps[0].strength.position, ps[0].strength_id))  # as the export lists them
+    for packages in in_list_order:
+        strength = packages[0].strength
+        pairs = sorted((p.units, after[p.id][0]) for p in packages if after[p.id][1])
+        name = f"{strength.product.name} {strength.label}"
+        warnings += [f"{name}: {warning}" for warning in
+                     per_pill_warnings(money.price_table(pairs), packages[0].currency)]
+    return warnings
+
+
+def _report(good: Sequence[_Row], warnings: list[str]) -> ImportReport:
+    changed_rows = prices_changed = retired = restored = 0
+    for row in good:
+        price_changed, active_changed = row.price != row.package.price_cents, row.active != row.package.active
+        changed_rows += price_changed or active_changed
+        prices_changed += price_changed
+        retired += active_changed and not row.active
+        restored += active_changed and row.active
+    return ImportReport(len(good), changed_rows, prices_changed, retired, restored, warnings)
+
+
+def import_csv(data: bytes, actor: User, *, filename: str = "", accept: str | None = None,
                now: dt.datetime | None = None) -> ImportReport:
     """Apply a price file: every row is checked first, and if any is wrong nothing is applied.
 
     Rows name existing packages by (product_slug, strength_slug, units) and may change their price
     and whether they are on sale. A good file is applied in one transaction, with a history row and
-    an audit row per change.
+    an audit row per change. A file that gives per-pill warnings is applied only when `accept` is the
+    key of exactly the warnings it gives now (what the admin saw and accepted).
 
     :raise ImportRefused: with the reason, and each bad row with its line number.
+    :raise ImportNeedsConfirmation: the file gives warnings not accepted; nothing is applied.
     """
     now = now or utcnow()
+    # The name is the browser's: kept printable and within the audit row's object id (64 characters).
+    filename = "".join(ch for ch in filename if ch.isprintable())[:64]
     try:
         rows = csv_files.read_csv(data, LAYOUT)
     except csv_files.CsvRefused as refused:
@@ -167,18 +235,19 @@ def import_csv(data: bytes, actor: User, *, filename: str = "",
             .options(joinedload(Package.strength).joinedload(Strength.product))
             .with_for_update(of=Package).execution_options(populate_existing=True)).all()
         good = _checked_rows(rows, all_packages)
+        warnings = _warnings(good, all_packages)
+        report = _report(good, warnings)
+        if warnings and accept != warnings_key(warnings):
+            raise ImportNeedsConfirmation(warnings, report)
         reason = f"CSV import {filename}".strip()[:REASON_MAX]
-        changed_rows = prices_changed = retired = restored = 0
         for row in good:
             package = row.package
             old_price, old_active = package.price_cents, package.active
             if row.price == old_price and row.active == old_active:
                 continue
-            changed_rows += 1
             package.version += 1
             if row.price != old_price:
                 package.price_cents = row.price
-                prices_changed += 1
                 record_change(package, "price", old_price, row.price, actor, reason, now)
                 audit.record("price.changed", object_type="package", object_id=package.id, actor=actor,
                              strength_id=package.strength_id, units=package.units, old_price_cents=old_price,
@@ -186,13 +255,12 @@ def import_csv(data: bytes, actor: User, *, filename: str = "",
             if row.active != old_active:
                 package.active = row.active
                 kind = "restored" if row.active else "retired"
-                retired += not row.active
-                restored += row.active
                 record_change(package, kind, row.price, row.price, actor, reason, now)
                 audit.record(f"package.{kind}", object_type="package", object_id=package.id, actor=actor,
                              strength_id=package.strength_id, units=package.units, reason=reason,
                              line=row.line)
         audit.record("prices.imported", object_type="price_file", object_id=filename or None, actor=actor,
-                     rows=len(good), price_changes=prices_changed, retired=retired, restored=restored)
+                     rows=report.rows, price_changes=report.price_changes, retired=report.retired,
+                     restored=report.restored, **({"warnings_accepted": warnings} if warnings else {}))
         db.session.commit()
-    return ImportReport(len(good), changed_rows, prices_changed, retired, restored)
+    return report

@@ -3,7 +3,8 @@ placeholders its `objects` fixture fills in).
 
 Only admins get in. An admin's POSTs here change nothing: a preview (no "save" button) renders the table,
 an empty add-package form is refused, a retire or restore without the version it was read at is a
-malformed request, a missing scheduled change is 404, and an import without a file is refused.
+malformed request, a missing scheduled change is 404, and an import (or its confirmation) without a
+file is refused.
 """
 
 from __future__ import annotations
@@ -23,4 +24,5 @@ ROWS: list[tuple] = [
     ("admin_prices.cancel_change", "POST", "/admin/prices/changes/999999/cancel", {}, but(ADMIN, admin=404)),
     ("admin_prices.export_csv", "GET", "/admin/prices/export.csv", None, ADMIN),
     ("admin_prices.import_csv", "POST", "/admin/prices/import", {}, but(ADMIN, admin=422)),
+    ("admin_prices.import_confirm", "POST", "/admin/prices/import/confirm", {}, but(ADMIN, admin=422)),
 ]

@@ -692,6 +692,76 @@ def test_a_file_with_bad_rows_applies_nothing_and_lists_each_one(app: Flask, adm
     assert changes(app) == [] and audit_actions(app, "p") == []
 
 
+def confirm_form(page: str) -> dict[str, str]:
+    return dict(parse(page).forms["/admin/prices/import/confirm"])
+
+
+def test_an_import_with_per_pill_warnings_is_shown_first_and_applied_only_when_confirmed(
+        app: Flask, admin: FlaskClient) -> None:
+    _, packs = ids(app)
+    exported = admin.get("/admin/prices/export.csv").get_data(as_text=True)
+    # The 60 pack at $440.00 is $7.33 a pill, dearer than the 30 pack's $7.14: the editor's warning.
+    edited = exported.replace("naltrexone,50-mg,60,405.46,true", "naltrexone,50-mg,60,440.00,true")
+    response = upload(admin, edited, filename="spring.csv")
+    assert response.status_code == 200
+    page = html.unescape(response.get_data(as_text=True))
+    assert "Check the price file before it is applied" in page
+    warning = "Naltrexone 50 mg: The 60 pack costs more per pill ($7.33) than the 30 pack ($7.14)."
+    assert re.findall(r'<span class="badge badge-moderate">Check</span> (.*?)</li>', page) == [warning]
+    assert "it would change 1 price, retire 0 and restore 0 packages" in page
+    assert state(app, packs[60]) == (40546, 1, True)  # nothing applied yet
+    assert changes(app) == [] and audit_actions(app, "p") == []
+
+    # "Apply the file anyway" applies exactly the checked file.
+    response = admin.post("/admin/prices/import/confirm", data=confirm_form(page))
+    assert response.status_code == 302
+    assert f"Applied despite this warning: {warning}" in flashes(
+        admin.get(response.headers["Location"]).get_data(as_text=True))
+    assert state(app, packs[60]) == (44000, 2, True)
+    assert [(c.new_price_cents, c.reason) for c in changes(app)] == [(44000, "CSV import spring.csv")]
+    imported = audit_actions(app, "prices.imported")[0][2]
+    assert imported["warnings_accepted"] == [warning]
+
+
+def test_a_confirmation_is_refused_when_the_warnings_changed_meanwhile(app: Flask, admin: FlaskClient) -> None:
+    strength_id, packs = ids(app)
+    edited = "product_slug,strength_slug,units,price,active\nnaltrexone,50-mg,60,440.00,true\n"  # one row
+    checked = confirm_form(upload(admin, edited).get_data(as_text=True))
+    assert submit(admin, strength_id, {packs[30]: "200.00"}).status_code == 302  # the 30 pack: $6.67 a pill
+
+    response = admin.post("/admin/prices/import/confirm", data=checked)
+    assert response.status_code == 409
+    page = html.unescape(response.get_data(as_text=True))
+    assert "The warnings changed since you looked" in page
+    assert ("Naltrexone 50 mg: The 60 pack costs more per pill ($7.33) than the 30 pack ($6.67).") in page
+    assert state(app, packs[60]) == (40546, 1, True)
+    # The page offers the new warnings to confirm; confirming them applies the file.
+    assert admin.post("/admin/prices/import/confirm", data=confirm_form(page)).status_code == 302
+    assert state(app, packs[60]) == (44000, 2, True)
+
+
+@pytest.mark.parametrize("content", ["", "not base64!", "QUJD" * 1_000_000])
+def test_a_confirmation_without_the_checked_file_changes_nothing(
+        app: Flask, admin: FlaskClient, content: str) -> None:
+    _, packs = ids(app)
+    response = admin.post("/admin/prices/import/confirm", data={
+        "csrf_token": csrf_token(admin, "/admin/prices"), "content": content, "accept": "0" * 64})
+    assert response.status_code == 422
+    assert ('<p class="error" id="file-error">The checked file did not come back: import it again.</p>'
+            in response.get_data(as_text=True))
+    assert state(app, packs[60]) == (40546, 1, True) and changes(app) == []
+
+
+def test_a_file_with_a_long_or_odd_name_is_imported(app: Flask, admin: FlaskClient) -> None:
+    _, packs = ids(app)
+    edited = "product_slug,strength_slug,units,price,active\nnaltrexone,50-mg,60,399.00,true\n"
+    name = "prices\x00" + "é" * 120 + ".csv"
+    assert upload(admin, edited, filename=name).status_code == 302
+    assert state(app, packs[60]) == (39900, 2, True)
+    [(_, object_id, _)] = audit_actions(app, "prices.imported")
+    assert object_id == "prices" + "é" * 58
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ("product,price\nnaltrexone,1.00\n",
      "The first line must name the columns product_slug,strength_slug,units,price,active. Missing: "
@@ -735,6 +805,7 @@ def test_nobody_but_an_admin_can_read_or_change_prices(
         ("POST", f"/admin/prices/changes/{pending_id}/cancel", {}),
         ("POST", "/admin/prices/import", {"file": (io.BytesIO(exported.replace("405.46", "1.00").encode()),
                                                    "prices.csv")}),
+        ("POST", "/admin/prices/import/confirm", {"content": "YQ==", "accept": "0" * 64}),
     ]
     for method, url, data in requests:
         if method == "GET":
