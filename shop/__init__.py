@@ -24,6 +24,7 @@ def create_app(config: type[shop_config.Config] | Mapping[str, Any] | None = Non
     )
     load_config(app, config)
     register_extensions(app)
+    register_converters(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_template_helpers(app)
@@ -53,6 +54,13 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     login.init_app(app)
+
+
+def register_converters(app: Flask) -> None:
+    from shop.numbers import IdConverter
+
+    # Replaces Werkzeug's `int` so every `<int:...>` route takes only ids the database can hold.
+    app.url_map.converters["int"] = IdConverter
 
 
 def register_blueprints(app: Flask) -> None:

@@ -1,0 +1,86 @@
+"""The one integer parser (shop/numbers.py) and the `<int:...>` converter built on it."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from werkzeug.exceptions import NotFound
+from wtforms import Form
+from wtforms.validators import InputRequired
+
+from shop.numbers import INT_MAX, IntField, parse_id, parse_int
+
+
+@pytest.mark.parametrize("text", [
+    "²", "٣", "３", "1²", "", " ", "+1", "--1", "1.0", "1e3", "0x10", "1_000", "1 000", "\x00", "1\x00",
+    str(2**63), str(2**31), "99999999999999999999", "9" * 10_000, "-" + "9" * 10_000, None, 3, ["1"],
+])
+def test_parse_int_refuses_what_is_not_a_database_integer(text: object) -> None:
+    assert parse_int(text) is None
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("0", 0), ("42", 42), ("007", 7), (" 12 ", 12), ("\t5\n", 5), ("-1", -1),
+    (str(INT_MAX), INT_MAX), (str(-(2**31)), -(2**31)),
+])
+def test_parse_int_reads_ascii_digits(text: str, value: int) -> None:
+    assert parse_int(text) == value
+
+
+def test_parse_int_bounds() -> None:
+    assert parse_int("5", minimum=1, maximum=5) == 5
+    assert parse_int("6", minimum=1, maximum=5) is None
+    assert parse_int("0", minimum=1) is None
+    assert parse_int("-3", minimum=0) is None
+    assert parse_int(str(2**40), maximum=2**50) is None  # never beyond what a column holds
+
+
+def test_parse_id_is_one_to_int_max() -> None:
+    assert [parse_id(t) for t in ("1", str(INT_MAX), "0", "-1", str(INT_MAX + 1))] == [1, INT_MAX, None, None, None]
+
+
+@pytest.mark.parametrize("segment", ["0", "-1", str(INT_MAX + 1), str(2**63), "99999999999999999999", "٣", "²",
+                                     "３", "1a", "9" * 10_000])
+def test_an_id_in_a_path_the_database_cannot_hold_is_not_found(app: Flask, segment: str) -> None:
+    adapter = app.url_map.bind("localhost")
+    with pytest.raises(NotFound):
+        adapter.match(f"/admin/users/{segment}", method="GET")
+
+
+def test_an_id_in_a_path_is_read_as_the_number(app: Flask) -> None:
+    adapter = app.url_map.bind("localhost")
+    assert adapter.match(f"/admin/users/{INT_MAX}", method="GET") == ("admin_users.detail", {"user_id": INT_MAX})
+    assert adapter.build("admin_users.detail", {"user_id": 12}) == "/admin/users/12"
+
+
+def test_unicode_digits_in_a_path_are_a_404_page(client) -> None:
+    assert client.get("/account/addresses/%D9%A3").status_code == 404
+    assert client.get("/account/addresses/99999999999999999999").status_code == 404
+
+
+class CountForm(Form):
+    count = IntField("Count", [InputRequired("Enter a count.")], minimum=1, maximum=100,
+                     message="Enter a count from 1 to 100.")
+
+
+class _Data(dict):
+    def getlist(self, key: str) -> list[str]:
+        value = self.get(key)
+        return [] if value is None else [value]
+
+
+@pytest.mark.parametrize("text", ["٣", "²", "0", "101", "99999999999999999999", "1.5", "\x00"])
+def test_int_field_refuses_with_its_message(text: str) -> None:
+    form = CountForm(_Data(count=text))
+    assert not form.validate()
+    assert form.count.errors == ["Enter a count from 1 to 100."]
+    assert form.count.data is None
+
+
+def test_int_field_reads_a_count_and_shows_what_was_typed() -> None:
+    form = CountForm(_Data(count=" 7 "))
+    assert form.validate() and form.count.data == 7
+    bad = CountForm(_Data(count="٣"))
+    bad.validate()
+    assert bad.count._value() == "٣"  # the person sees what they typed beside the message
+    assert not CountForm(_Data()).validate()
