@@ -6,6 +6,8 @@ from functools import lru_cache
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
 from markupsafe import Markup
 
 ALLOWED_TAGS = {
@@ -13,13 +15,40 @@ ALLOWED_TAGS = {
     "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "hr", "sup", "sub",
 }
 # No style attributes: the Content-Security-Policy allows no inline styles.
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "td": {"data-label"}}
+# Only the class that the table rule below gives (raw HTML in the source is never passed through).
+ALLOWED_CLASSES = {"table": {"table-cards"}}
 
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
     # html=False: raw HTML in the source is shown as text, never passed through.
-    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    parser = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    parser.core.ruler.push("table_cards", _table_cards)
+    return parser
+
+
+def _plain(inline: Token) -> str:
+    return "".join(child.content for child in inline.children or [] if child.type in ("text", "code_inline"))
+
+
+def _table_cards(state: StateCore) -> None:
+    """A table reads as one card per row on a phone, as the shop's own tables do (static/css,
+    `.table-cards`): each body cell carries its column's heading."""
+    headings: list[str] = []
+    column = 0
+    for index, token in enumerate(state.tokens):
+        if token.type == "table_open":
+            token.attrSet("class", "table-cards")
+            headings = []
+        elif token.type == "th_open":
+            headings.append(_plain(state.tokens[index + 1]))
+        elif token.type == "tr_open":
+            column = 0
+        elif token.type == "td_open":
+            if column < len(headings) and headings[column]:
+                token.attrSet("data-label", headings[column])
+            column += 1
 
 
 # Texts up to this size are cached (a monograph section is a few KB); longer ones, such as an admin's
@@ -46,6 +75,7 @@ def _render(text: str) -> str:
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
+        allowed_classes=ALLOWED_CLASSES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
     )

@@ -19,7 +19,7 @@ def text_of(html: str) -> str:
 
 
 def package_rows(html: str) -> list[str]:
-    table = html[html.index('<table class="package-table"') : html.index("</table>")]
+    table = html[html.index('<table class="package-table table-cards"') : html.index("</table>")]
     body = table[table.index("<tbody>") :]
     # Visible text only: the screen-reader suffixes of the buttons are checked elsewhere.
     body = re.sub(r'<span class="visually-hidden"> \(.*?\)</span>', "", body)
