@@ -349,6 +349,8 @@ def _about(event: AuditEvent, names: Mapping[tuple[str, str], str]) -> str:
         return "a health entry"
     if event.object_type == "stock":
         return ""
+    if event.object_type == "user" and event.object_id and event.object_id == str(event.actor_id):
+        return "their own account"
     name = names.get((event.object_type, event.object_id or ""))
     if name:
         return name
@@ -397,9 +399,13 @@ def facts(event: AuditEvent, currency: str) -> list[tuple[str, str]]:
     lines = [(label, f"{_value(old, details[old], currency)} → {_value(new, details[new], currency)}")
              for label, old, new in _pairs(details)]
     paired = {key for _, old, new in _pairs(details) for key in (old, new)}
+    if "scheduled_change" in details:
+        lines.append(("Applied", "as scheduled"))
     for key, value in details.items():
         if key in paired or key in QUIET_KEYS or (key == "units" and event.object_type == "package"):
             continue
+        if value is None or value == "" or value == []:
+            continue  # an empty reason or note says nothing
         if key == "from_status" and value in STATUS_LABELS:
             value = STATUS_LABELS[value]
         if key == "prescription_id":

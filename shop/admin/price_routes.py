@@ -13,16 +13,16 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.datastructures import MultiDict
-from wtforms import DateTimeLocalField, HiddenField, IntegerField, StringField
-from wtforms.validators import InputRequired, Length, NumberRange, Optional
+from wtforms import DateTimeLocalField, HiddenField, StringField
+from wtforms.validators import InputRequired, Length, Optional
 
 from shop import access
 from shop.accounts.models import User
 from shop.admin import csv_files, prices, prices_csv
-from shop.admin.catalog_blueprint import MAX_VERSION
 from shop.admin.common import Refused, or_404
 from shop.catalog.models import Package, Strength
 from shop.form_errors import apply_errors
+from shop.numbers import IntField, parse_int
 
 bp = Blueprint("admin_prices", __name__, url_prefix="/admin/prices")
 
@@ -47,7 +47,7 @@ ADD_PREFIX = "add"  # the add form's fields must not share ids with the price fo
 
 
 class PackageStateForm(FlaskForm):
-    version = IntegerField(validators=[InputRequired(), NumberRange(min=0, max=MAX_VERSION)])
+    version = IntField(validators=[InputRequired()], minimum=0)  # a version beyond the column: not ours
 
 
 class ImportForm(FlaskForm):
@@ -155,6 +155,9 @@ def edit(strength_id: int) -> Any:
         _start_from_current(form, strength, {edit.package_id for edit in edits if edit.edited})
         apply_errors(form, error.errors)
         marked = frozenset(e.package_id for e in edits if prices.price_field(e.package_id) in error.errors)
+        flash("Nothing was saved: prices changed while you were editing. The fields you left alone now show "
+              "the current prices and your typed prices are kept; check the marked fields, then save again.",
+              "error")
         return _render_editor(strength, form, changed_meanwhile=marked, status=409)
     except Refused as error:
         apply_errors(form, error.errors)
@@ -164,12 +167,9 @@ def edit(strength_id: int) -> Any:
 
 
 def _seen_version(form: PriceTableForm, package_id: int) -> int:
-    try:
-        version = int(form[prices.version_field(package_id)].data)
-    except (TypeError, ValueError):
-        abort(400)
-    if not 0 <= version <= MAX_VERSION:
-        abort(400)
+    version = parse_int(form[prices.version_field(package_id)].data, minimum=0)
+    if version is None:
+        abort(400)  # not a version the form was given
     return version
 
 

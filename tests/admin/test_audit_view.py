@@ -118,7 +118,8 @@ def test_a_sign_in_with_a_second_step_is_one_row(app: Flask, admin: FlaskClient)
     page = log(admin, "?kind=sign-in")
     assert [row["What"] for row in page.rows] == [
         "Password accepted; the second step was not completed", "Signed in"]
-    assert page.rows[1]["Details"] == "With: password and authenticator code"
+    assert (page.rows[1]["About"], page.rows[1]["Details"]) == (
+        "their own account", "With: password and authenticator code")
     assert [r["action"] for r in page.raw[1]] == ["sign_in.password_accepted", "sign_in.succeeded"]
     with app.app_context():
         steps = db.session.scalar(sa.select(sa.func.count()).where(

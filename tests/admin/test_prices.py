@@ -372,6 +372,7 @@ def test_a_field_left_alone_shows_the_price_that_won_and_saving_again_keeps_it(
     assert retry[prices.price_field(packs[90])] == "580.00"
     assert retry[prices.price_field(packs[30])] == "220.00"  # the edit is kept, to be saved deliberately
     assert marked_rows(page) == ["90 film-coated tablets Changed meanwhile"]
+    assert flashes(page)[0].startswith("Nothing was saved: prices changed while you were editing.")
     assert re.fullmatch(rf"Changed meanwhile by admin@example.com at {WHEN}: \$595.68 → \$580.00. This field "
                         "now shows the current price.", field_error(page, packs[90]))
     assert table(page, "Packages on sale")[2][1] == "$580.00"  # "Price now" agrees with the field
