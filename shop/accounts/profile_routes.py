@@ -11,6 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from shop import access
 from shop.accounts import forms, services
 from shop.form_errors import apply_errors
+from shop.safe_redirect import safe_next
 
 bp = Blueprint("profile", __name__, url_prefix="/account")
 
@@ -99,16 +100,19 @@ def addresses() -> str:
 @access.customer
 def new_address() -> Any:
     user = _me()
+    back = safe_next(request.args.get("next"))  # the page that sent the customer here
     form = forms.AddressForm(recipient=user.legal_name if request.method == "GET" else None)
     if form.validate_on_submit():
         try:
-            services.save_address(user, form.data, make_default=form.make_default.data)
+            address = services.save_address(user, form.data, make_default=form.make_default.data)
         except services.FormErrors as error:
             apply_errors(form, error.errors)
         else:
             flash("Address added.", "success")
+            if back:  # e.g. checkout, which then has the new address chosen
+                return redirect(f"{back}{'&' if '?' in back else '?'}address={address.id}")
             return redirect(url_for("profile.addresses"))
-    return render_template("accounts/address_form.html", form=form, address=None)
+    return render_template("accounts/address_form.html", form=form, address=None, back=back)
 
 
 @bp.route("/addresses/<int:address_id>", methods=["GET", "POST"])
