@@ -8,6 +8,7 @@ from flask import (
     Blueprint,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -53,29 +54,69 @@ def _after_sign_in(default: str = "accounts.overview") -> Any:
     return redirect(safe_next(request.values.get("next")) or url_for(default))
 
 
+def _registration_emailed(response: Any) -> bool:
+    # The per-address limit counts the emails a registration sends, not forms sent back to be fixed.
+    return bool(g.get("registration_emailed"))
+
+
+def _public_link(endpoint: str, **values: Any) -> str:
+    # Built on PUBLIC_URL, never on the request's Host header (which a client chooses).
+    return current_app.config["PUBLIC_URL"].rstrip("/") + url_for(endpoint, **values)
+
+
 @bp.route("/register", methods=["GET", "POST"])
 @access.public
-@limiter.limit("10 per hour", methods=["POST"], deduct_when=_failed)
+@limiter.limit("10 per hour", methods=["POST"])
+@limiter.limit("3 per hour", methods=["POST"], key_func=_form_email, deduct_when=_registration_emailed)
 def register() -> Any:
+    """The account is made when the emailed link is opened. The answer is the same whether or not
+    the address already has an account (its owner is emailed instead), so the form tells nobody who
+    is a customer here."""
     if current_user.is_authenticated:
         return redirect(url_for("accounts.overview"))
     form = forms.RegisterForm()
     if form.validate_on_submit():
         try:
-            user = services.create_user(
+            email = services.start_registration(
                 email=form.email.data,
                 password=form.password.data,
                 legal_name=form.legal_name.data,
                 date_of_birth=form.date_of_birth.data,
                 consent=form.consent.data,
+                links=services.RegistrationLinks(
+                    confirm=lambda token: _public_link("accounts.confirm_registration", token=token),
+                    sign_in=_public_link("accounts.login"),
+                    reset=_public_link("accounts.reset_request"),
+                ),
             )
         except services.FormErrors as error:
             apply_errors(form, error.errors)
         else:
-            services.sign_in(user)
-            flash("Welcome! Your account is ready.", "success")
-            return _after_sign_in("profile.profile")
+            g.registration_emailed = True
+            return render_template("accounts/register_sent.html", email=email,
+                                   hours=services.REGISTRATION_LINK_HOURS)
     return render_template("accounts/register.html", form=form)
+
+
+@bp.route("/register/<token>", methods=["GET", "POST"])
+@access.public
+@limiter.limit("20 per hour", methods=["POST"])
+def confirm_registration(token: str) -> Any:
+    """The emailed link: a page with one button (a GET changes nothing); the button makes the account
+    and signs it in."""
+    pending = services.valid_registration(token)
+    if pending is None:
+        return render_template("accounts/register_invalid.html"), 404
+    form = forms.ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            user = services.confirm_registration(token)
+        except services.FormErrors:
+            return render_template("accounts/register_invalid.html"), 404
+        services.sign_in(user)
+        flash("Welcome! Your account is ready.", "success")
+        return _after_sign_in("profile.profile")
+    return render_template("accounts/register_confirm.html", form=form, email=pending.email)
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])

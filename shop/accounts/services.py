@@ -21,6 +21,7 @@ from shop.accounts.models import (
     ROLES,
     Address,
     PasswordReset,
+    PendingRegistration,
     ProfileEntry,
     User,
     UserSession,
@@ -65,17 +66,11 @@ def _check_birth_date(born: dt.date | None, errors: dict[str, str], *, adult: bo
         errors["date_of_birth"] = "You must be 18 or older to have an account."
 
 
-def create_user(
-    *,
-    email: str,
-    password: str,
-    legal_name: str,
-    date_of_birth: dt.date | None,
-    role: str = "customer",
-    actor: User | None = None,
-    consent: bool = False,
-) -> User:
-    """Create an account. :raise FormErrors: with a message per field; nothing is saved."""
+def _account_fields(
+    email: str, password: str, legal_name: str, date_of_birth: dt.date | None, role: str
+) -> tuple[str, str, dict[str, str]]:
+    """The normalised address and name of a new account, and a message per field that is wrong.
+    Whether the address already has an account is the caller's question."""
     errors: dict[str, str] = {}
     try:
         email = normalise_email(email)
@@ -90,6 +85,24 @@ def create_user(
         _check_birth_date(date_of_birth, errors)
     if problems := passwords.problems(password, email=email, name=legal_name):
         errors["password"] = problems[0]
+    return email, legal_name, errors
+
+
+def create_user(
+    *,
+    email: str,
+    password: str,
+    legal_name: str,
+    date_of_birth: dt.date | None,
+    role: str = "customer",
+    actor: User | None = None,
+    consent: bool = False,
+) -> User:
+    """Create an account (the console and tests; visitors register through start_registration).
+
+    :raise FormErrors: with a message per field; nothing is saved.
+    """
+    email, legal_name, errors = _account_fields(email, password, legal_name, date_of_birth, role)
     if "email" not in errors and find_user_by_email(email) is not None:
         errors["email"] = "An account with this email address already exists. Sign in instead."
     if errors:
@@ -116,6 +129,117 @@ def create_user(
     except sa.exc.IntegrityError:
         db.session.rollback()
         raise FormErrors({"email": "An account with this email address already exists."}) from None
+    return user
+
+
+REGISTRATION_LINK_HOURS = 24
+
+
+@dataclass(frozen=True)
+class RegistrationLinks:
+    """Where the registration emails point (built on PUBLIC_URL by the caller)."""
+
+    confirm: Callable[[str], str]  # token -> the link that finishes the registration
+    sign_in: str
+    reset: str
+
+
+def start_registration(
+    *, email: str, password: str, legal_name: str, date_of_birth: dt.date | None, consent: bool,
+    links: RegistrationLinks,
+) -> str:
+    """Register a visitor: email the address a link that finishes creating the account or, when the
+    address already has an account, tell its owner that someone tried. Returns the normalised
+    address; the caller shows the same page either way, so the form reveals nobody's account.
+
+    :raise FormErrors: with a message per field (never about an existing account); nothing is saved.
+    """
+    email, legal_name, errors = _account_fields(email, password, legal_name, date_of_birth, "customer")
+    if errors:
+        raise FormErrors(errors)
+    # Both answers hash the password, so they take about as long (scrypt is most of the work);
+    # before the write lock, like create_user.
+    password_hash = passwords.hash_password(password)
+    begin_write()
+    now = utcnow()
+    db.session.execute(sa.delete(PendingRegistration).where(PendingRegistration.expires_at < now))
+    pharmacy = current_app.config["PHARMACY_NAME"]
+    owner = find_user_by_email(email)
+    if owner is not None:
+        enqueue(
+            to=owner.email,
+            subject=f"Someone tried to create a {pharmacy} account with your address",
+            body=(
+                f"Hello {owner.legal_name},\n\nSomeone tried to create an account with this email "
+                f"address, which already has one. If it was you, sign in:\n\n{links.sign_in}\n\nor, if "
+                f"you forgot your password, choose a new one:\n\n{links.reset}\n\nIf it was not you, "
+                f"ignore this message: nothing has changed and no second account was made.\n\n{pharmacy}"
+            ),
+            kind="registration_existing",
+            user_id=owner.id,
+        )
+        audit.record("registration.existing_address", object_type="user", object_id=owner.id)
+    else:
+        token = secrets.token_urlsafe(32)
+        db.session.add(PendingRegistration(
+            token_hash=_token_hash(token), email=email, password_hash=password_hash,
+            legal_name=legal_name, date_of_birth=date_of_birth,
+            privacy_consent_at=now if consent else None,
+            expires_at=now + dt.timedelta(hours=REGISTRATION_LINK_HOURS),
+        ))
+        enqueue(
+            to=email,
+            subject=f"Finish creating your {pharmacy} account",
+            body=(
+                f"Hello {legal_name},\n\nOpen this link within {REGISTRATION_LINK_HOURS} hours to finish "
+                f"creating your account:\n\n{links.confirm(token)}\n\nIf you did not ask for an "
+                f"account, ignore this message: none is made without the link.\n\n{pharmacy}"
+            ),
+            kind="registration",
+        )
+        audit.record("registration.started", email=email)
+    db.session.commit()
+    return email
+
+
+def valid_registration(token: str) -> PendingRegistration | None:
+    pending = db.session.scalars(
+        sa.select(PendingRegistration).where(PendingRegistration.token_hash == _token_hash(token))
+    ).first()
+    if pending is None or pending.expires_at < utcnow():
+        return None
+    return pending
+
+
+def confirm_registration(token: str) -> User:
+    """Create the account of a registration whose emailed link was opened; the other links for that
+    address stop working.
+
+    :raise FormErrors: the link is unknown, expired, or its address has an account meanwhile.
+    """
+    begin_write()
+    pending = valid_registration(token)
+    if pending is None or find_user_by_email(pending.email) is not None:
+        db.session.rollback()
+        raise FormErrors({"token": "This link is invalid, has expired or was already used."})
+    user = User(
+        email=pending.email,
+        password_hash=pending.password_hash,
+        legal_name=pending.legal_name,
+        date_of_birth=pending.date_of_birth,
+        role="customer",
+        privacy_consent_at=pending.privacy_consent_at,
+    )
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:  # PostgreSQL: another link for the address won the race
+        db.session.rollback()
+        raise FormErrors({"token": "This link is invalid, has expired or was already used."}) from None
+    db.session.execute(sa.delete(PendingRegistration).where(PendingRegistration.email == user.email))
+    audit.record("account.created", object_type="user", object_id=user.id, actor=user, role=user.role,
+                 email_confirmed=True)
+    db.session.commit()
     return user
 
 

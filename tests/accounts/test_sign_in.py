@@ -10,9 +10,11 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from shop.accounts.models import User, UserSession
+from shop.accounts import services
+from shop.accounts.models import PendingRegistration, User, UserSession
 from shop.audit import AuditEvent
 from shop.extensions import db
+from shop.notifications.models import OutboxMessage
 from tests.conftest import TEST_PASSWORD, csrf_token, sign_in, totp_now
 
 
@@ -34,9 +36,33 @@ def register(client: FlaskClient, **overrides: str) -> object:
     return client.post("/account/register", data=data)
 
 
-def test_register_normalises_email_and_signs_in(app: Flask, client: FlaskClient) -> None:
+def emailed_link(app: Flask, to: str, path: str = "/account/register/") -> str:
+    with app.app_context():
+        body = db.session.scalars(sa.select(OutboxMessage.body).where(OutboxMessage.to_address == to)
+                                  .order_by(OutboxMessage.id.desc())).first()
+    return re.search(rf"http://localhost({re.escape(path)}\S+)", body).group(1)
+
+
+def user_count(app: Flask) -> int:
+    with app.app_context():
+        return db.session.scalar(sa.select(sa.func.count()).select_from(User))
+
+
+def test_register_emails_a_link_that_makes_the_account_and_signs_in(app: Flask, client: FlaskClient) -> None:
     response = register(client)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Check your email" in page and "new.person@example.com" in page
+    assert user_count(app) == 0  # nothing is made until the link is opened
+    link = emailed_link(app, "new.person@example.com")
+
+    browser = app.test_client()  # the link may be opened anywhere, e.g. on a phone
+    confirm = browser.get(link)
+    assert confirm.status_code == 200 and "Create my account" in confirm.get_data(as_text=True)
+    assert user_count(app) == 0  # opening the link (a GET) changes nothing
+    response = browser.post(link, data={"csrf_token": csrf_token(browser, link)})
     assert response.status_code == 302 and response.headers["Location"].endswith("/account/profile")
+    assert "Welcome! Your account is ready." in browser.get("/account/profile").get_data(as_text=True)
     with app.app_context():
         user = db.session.scalars(sa.select(User)).one()
         assert user.email == "new.person@example.com"
@@ -45,18 +71,77 @@ def test_register_normalises_email_and_signs_in(app: Flask, client: FlaskClient)
         assert user.password_hash.startswith("scrypt:")
         assert "a long and unusual passphrase" not in user.password_hash
         assert user.privacy_consent_at is not None
-    assert client.get("/account/profile").status_code == 200
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(PendingRegistration)) == 0
     assert "account.created" in actions(app) and "sign_in.succeeded" in actions(app)
+    # The link worked once; the password chosen at registration signs in.
+    assert browser.get(link).status_code == 404
+    assert sign_in(app.test_client(), app, "new.person@example.com",
+                   "a long and unusual passphrase").status_code == 302
 
 
-def test_register_refuses_duplicate_email_case_insensitively(app: Flask, client: FlaskClient) -> None:
-    register(client)
-    other = app.test_client()
-    response = register(other, email="NEW.PERSON@example.com")
-    assert response.status_code == 200
-    assert "already exists" in response.get_data(as_text=True)
+def test_registering_a_taken_address_looks_the_same_and_emails_its_owner(
+    app: Flask, users: dict[str, int]
+) -> None:
+    def answer(email: str) -> tuple[int, str, str | None]:
+        visitor = app.test_client()
+        response = register(visitor, email=email)
+        html = re.sub(r'value="[^"]*"', "", response.get_data(as_text=True))  # CSRF tokens differ
+        return response.status_code, html.replace(email.strip().lower(), "ADDRESS"), response.headers.get(
+            "Set-Cookie", "").split("=")[0]
+
+    taken = answer("Customer@Example.COM")
+    new = answer("Someone.New@Example.COM")
+    assert taken == new
+    assert "Check your email" in taken[1] and "already" not in taken[1]
+    assert user_count(app) == len(users)  # no second account, and no account yet for the new address
     with app.app_context():
-        assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 1
+        [to_owner] = db.session.scalars(
+            sa.select(OutboxMessage).where(OutboxMessage.to_address == "customer@example.com")).all()
+        assert to_owner.kind == "registration_existing"
+        assert "Someone tried to create an account with this email address" in to_owner.body
+        assert "http://localhost/account/sign-in" in to_owner.body
+        assert "http://localhost/account/reset" in to_owner.body
+        assert db.session.scalars(sa.select(PendingRegistration.email)).all() == ["someone.new@example.com"]
+
+
+def test_a_look_alike_spelling_of_a_taken_address_makes_no_second_account(
+    app: Flask, users: dict[str, int]
+) -> None:
+    register(app.test_client(), email="ｃustomer@ｅxample.com")
+    assert user_count(app) == len(users)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(PendingRegistration)) == 0
+        kinds = db.session.scalars(sa.select(OutboxMessage.kind)
+                                   .where(OutboxMessage.to_address == "customer@example.com")).all()
+        assert kinds == ["registration_existing"]
+
+
+def test_of_two_links_for_one_address_only_the_first_opened_makes_an_account(app: Flask) -> None:
+    register(app.test_client())
+    first = emailed_link(app, "new.person@example.com")
+    register(app.test_client(), password="another long passphrase here")
+    second = emailed_link(app, "new.person@example.com")
+    assert first != second
+    browser = app.test_client()
+    assert browser.post(second, data={"csrf_token": csrf_token(browser, second)}).status_code == 302
+    late = app.test_client()
+    assert late.get(first).status_code == 404
+    assert user_count(app) == 1
+
+
+def test_a_registration_link_expires(app: Flask) -> None:
+    import datetime as dt
+
+    import time_machine
+
+    register(app.test_client())
+    link = emailed_link(app, "new.person@example.com")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=services.REGISTRATION_LINK_HOURS, minutes=1)
+    with time_machine.travel(later):
+        browser = app.test_client()
+        response = browser.get(link)
+        assert response.status_code == 404 and "register again" in response.get_data(as_text=True)
+    assert user_count(app) == 0
 
 
 def test_register_refuses_common_short_and_overlong_passwords(app: Flask, client: FlaskClient) -> None:

@@ -1,6 +1,6 @@
 """One customer's account journey in a real headless Chromium.
 
-Register (a refused common password first), fill in the profile: phone, an allergy, a medication
+Register (a refused common password first) and open the emailed link, fill in the profile: phone, an allergy, a medication
 (then removed), a condition; add a shipping address; sign out; sign in again and be sent back to
 the page asked for. Screenshots of the profile (desktop and phone) go to tests/artifacts/.
 """
@@ -101,7 +101,16 @@ def test_register_profile_address_sign_out_and_in_journey(live_server: str, arti
         password.fill(PASSPHRASE)
         page.get_by_role("button", name="Create account").click()
 
-        # 3. The profile: personal details first.
+        # 3. The account is made from the emailed link (the development mailbox shows the email).
+        expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
+        expect(page.get_by_text("We have sent a message to jo.tester@example.com.")).to_be_visible()
+        page.goto(live_server + "/dev/mailbox")
+        emailed = page.locator("a[href*='/account/register/']").first.get_attribute("href")
+        page.goto(live_server + urlsplit(emailed).path)  # emails link to PUBLIC_URL, not this test server
+        expect(page.get_by_role("heading", level=1)).to_have_text("Finish creating your account")
+        page.get_by_role("button", name="Create my account").click()
+
+        # The profile: personal details first.
         expect(page).to_have_url(live_server + "/account/profile")
         expect(page.get_by_role("heading", level=1)).to_have_text("Your profile")
         expect_flash(page, "Welcome! Your account is ready.")
