@@ -7,8 +7,6 @@ from flask_wtf.file import MultipleFileField
 from wtforms import (
     BooleanField,
     DateField,
-    DecimalField,
-    IntegerField,
     SelectField,
     StringField,
     SubmitField,
@@ -17,6 +15,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
+from shop.numbers import DecimalNumberField, IntField
 from shop.prescriptions.models import REJECTION_REASONS, VERIFICATION_METHODS
 
 
@@ -39,16 +38,19 @@ class ReviewForm(FlaskForm):
     patient_name = StringField("Patient name", validators=[Length(max=160)])
     patient_date_of_birth = DateField("Patient date of birth", validators=[Optional()])
     product_id = SelectField("Drug", coerce=str)
-    # A strength of another drug gets the service's own message, not "Not a valid choice".
-    strength_id = SelectField("Strength and form", coerce=str, validate_choice=False,
+    # Its choices are the chosen drug's strengths (pharmacy_routes), so a strength of another drug, or
+    # no strength at all, is refused here in the words the approval itself uses.
+    strength_id = SelectField("Strength and form", coerce=str,
+                              invalid_choice_message="Choose a strength of the chosen drug.",
                               description="The chosen drug's strengths. If the list does not follow a "
                                           "change of drug, press “Check warnings without saving”.")
-    quantity_authorised = IntegerField("Quantity per fill (units)", validators=[
-        Optional(), NumberRange(min=1, max=10_000)])
-    refills = IntegerField("Refills", default=0, validators=[Optional(), NumberRange(min=0, max=12)])
-    units_per_day = DecimalField("Units a day", places=None, validators=[Optional()],
-                                 description="How many tablets or capsules a day the directions mean; "
-                                             "used to check the dose.")
+    quantity_authorised = IntField("Quantity per fill (units)", validators=[
+        Optional(), NumberRange(min=1, max=10_000)], message="Enter the quantity as a whole number.")
+    refills = IntField("Refills", default=0, validators=[Optional(), NumberRange(min=0, max=12)],
+                       message="Enter the refills as a whole number.")
+    units_per_day = DecimalNumberField("Units a day", places=None, validators=[Optional()],
+                                       description="How many tablets or capsules a day the directions "
+                                                   "mean; used to check the dose.")
     directions = TextAreaField("Directions", validators=[Length(max=1000)])
     dispense_as_written = BooleanField("Dispense as written (no substitution)")
     prescriber_name = StringField("Prescriber name", validators=[Length(max=160)])

@@ -355,6 +355,9 @@ def test_the_strength_list_offers_only_the_chosen_drugs_strengths(
     page = refused.get_data(as_text=True)
     assert refused.status_code == 422
     assert '<p class="error" id="strength_id-error">Choose a strength of the chosen drug.</p>' in page
+    # A strength id no drug has (and no database integer can hold) is refused the same way.
+    huge = pharmacist.post(f"/pharmacy/prescriptions/{pid}/approve", data={**form, "strength_id": "9" * 20})
+    assert huge.status_code == 422 and "Choose a strength of the chosen drug." in huge.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(Prescription, pid).status == "in_review"
     # Changing the drug and checking (no script needed) lists the new drug's strengths.
