@@ -16,6 +16,7 @@ from shop.accounts.email_address import limit_key, normalise_email
 from shop.accounts.models import User
 from shop.admin import users as user_admin
 from shop.extensions import db
+from shop.notifications.models import OutboxMessage
 from tests.conftest import TEST_PASSWORD, csrf_token, totp_now
 
 
@@ -80,6 +81,10 @@ def test_sign_in_and_reset_find_the_account_by_any_spelling(app: Flask, make_use
     response = client.post("/account/sign-in", data={
         "email": "B@Bücher.example.", "password": TEST_PASSWORD, "csrf_token": csrf_token(client)})
     assert response.status_code == 302
+    other = app.test_client()
+    other.post("/account/reset", data={"email": "ｂ@BÜCHER.example", "csrf_token": csrf_token(other, "/account/reset")})
+    with app.app_context():
+        assert db.session.scalars(sa.select(OutboxMessage.to_address)).all() == ["b@xn--bcher-kva.example"]
 
 
 def attempt(client: FlaskClient, email: str, password: str, ip: str) -> int:
