@@ -102,7 +102,6 @@ def create_staff_account(
 
     :raise FormErrors: with a message per field; nothing is saved and no email is queued.
     """
-    begin_write()
     errors: dict[str, str] = {}
     try:
         email = normalise_email(email)
@@ -118,9 +117,11 @@ def create_staff_account(
     if errors:
         db.session.rollback()
         raise FormErrors(errors)
+    password_hash = passwords.hash_password(secrets.token_urlsafe(32))
+    begin_write()  # after the slow hash; a second invitation to the address meets the unique index
     user = User(
         email=email,
-        password_hash=passwords.hash_password(secrets.token_urlsafe(32)),
+        password_hash=password_hash,
         legal_name=legal_name,
         date_of_birth=None,
         role=role,

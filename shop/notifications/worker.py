@@ -17,6 +17,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from shop.database import worker_checked
 from shop.extensions import db
 from shop.notifications.sender import Mailer, mailer_for_app, send_pending
 
@@ -32,6 +33,11 @@ BATCH = 50
 
 def run_round(app: Flask, mailer: Mailer, stop: threading.Event | None = None) -> tuple[int, int]:
     """Send every message due now (batch after batch), then run the periodic jobs."""
+    with worker_checked():  # its transactions follow the write-lock rule, as requests do
+        return _run_round(app, mailer, stop)
+
+
+def _run_round(app: Flask, mailer: Mailer, stop: threading.Event | None) -> tuple[int, int]:
     sent = failed = 0
     with app.app_context():
         while stop is None or not stop.is_set():

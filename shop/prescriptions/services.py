@@ -107,15 +107,19 @@ def upload(customer: User, uploads: Sequence[Upload], *, requested_product_id: i
         except UploadRefused as error:
             name = _display_name(item.filename) or "The file"
             raise UploadRefused(f"{name}: {error.message}") from None
-    product = None
-    if requested_product_id is not None:
-        product = db.session.get(Product, requested_product_id)
-        if product is None or not product.active:
-            raise UploadRefused("Choose a medicine from the list, or leave it empty.")
     stored: list[StoredBlob] = []
     try:
-        for clean, _name in cleaned:
+        for clean, _name in cleaned:  # encrypted and written before taking the write lock
             stored.append(store.save(clean.data))
+        # The request has read (its session, the customer) since its transaction began: without
+        # the write lock first, a commit by the worker meanwhile makes the insert fail "database is
+        # locked" on SQLite.
+        begin_write()
+        product = None
+        if requested_product_id is not None:
+            product = db.session.get(Product, requested_product_id)
+            if product is None or not product.active:
+                raise UploadRefused("Choose a medicine from the list, or leave it empty.")
         prescription = Prescription(customer_id=customer.id, status=UPLOADED,
                                     requested_product_id=product.id if product else None,
                                     customer_note=note.strip()[:2000])
