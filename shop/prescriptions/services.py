@@ -175,8 +175,9 @@ def file_for_viewer(viewer: User, prescription_id: int, file_id: int) -> Prescri
 
 def read_file(viewer: User, file: PrescriptionFile, store: EncryptedStore, *, purpose: str) -> bytes:
     """Decrypt and verify a stored file, recording who looked at it."""
-    begin_write()
+    # Read (maybe from S3) and decrypt before taking the write lock, which only the audit row needs.
     data = store.load(file.storage_key, file.sha256)
+    begin_write()
     audit.record(f"prescription.file_{purpose}", object_type="prescription",
                  object_id=file.prescription_id, actor=viewer, file_id=file.id)
     db.session.commit()
