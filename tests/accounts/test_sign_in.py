@@ -357,3 +357,18 @@ def test_idle_timeout_is_shorter_for_staff(
         assert db.session.scalar(
             sa.select(sa.func.count()).select_from(UserSession).where(UserSession.revoked_at.is_(None))
         ) == 0
+
+
+def test_registration_emails_to_one_address_are_limited_alike_for_taken_and_new_addresses(
+    app: Flask, users: dict[str, int]
+) -> None:
+    def attempt(email: str, ip: str, **overrides: str) -> int:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = ip
+        return register(client, email=email, **overrides).status_code
+
+    for email in ("customer@example.com", "someone.new@example.com"):
+        assert attempt(email, "198.51.100.1", password="password1234") == 200  # refused form: not counted
+        assert [attempt(email.upper(), f"198.51.100.{n}") for n in range(2, 6)] == [200, 200, 200, 429]
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == 6
