@@ -8,10 +8,12 @@ row or fit a column: it is refused here rather than overflowing the database dri
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Any
 
 from werkzeug.routing import BaseConverter, Map, ValidationError
-from wtforms import Field
+from wtforms import DecimalField, Field
 from wtforms.widgets import NumberInput
 
 # The largest value of PostgreSQL's `integer`, the type of every id and count column.
@@ -37,6 +39,18 @@ def parse_int(text: object, *, minimum: int | None = None, maximum: int | None =
     low = INT_MIN if minimum is None else max(minimum, INT_MIN)
     high = INT_MAX if maximum is None else min(maximum, INT_MAX)
     return value if low <= value <= high else None
+
+
+# A typed decimal: ASCII digits with at most one point. Decimal() alone also takes "٣", "NaN",
+# "Infinity" and "1e999999", which no field means and which NaN turns into an error on comparison.
+_DECIMAL = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})")
+
+
+def parse_decimal(text: object) -> Decimal | None:
+    """The number `text` spells as a plain decimal ("1.5", "-2", ".25"), or None."""
+    if not isinstance(text, str) or not _DECIMAL.fullmatch(text := text.strip()):
+        return None
+    return Decimal(text)
 
 
 def parse_id(text: object) -> int | None:
@@ -88,3 +102,15 @@ class IntField(Field):
         self.data = parse_int(valuelist[0], minimum=self.minimum, maximum=self.maximum)
         if self.data is None:
             raise ValueError(self.message)
+
+
+class DecimalNumberField(DecimalField):
+    """WTForms' DecimalField read with `parse_decimal`: the field's ranges are the services' rules."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        if not valuelist or valuelist[0] in ("", None):
+            self.data = None
+            return
+        self.data = parse_decimal(valuelist[0])
+        if self.data is None:
+            raise ValueError("Enter a number such as 2 or 1.5.")
