@@ -26,6 +26,7 @@ def create_app(config: type[shop_config.Config] | Mapping[str, Any] | None = Non
     register_extensions(app)
     register_converters(app)
     register_blueprints(app)
+    register_request_rules(app)
     register_errorhandlers(app)
     register_template_helpers(app)
     register_commands(app)
@@ -86,6 +87,12 @@ def register_blueprints(app: Flask) -> None:
                       prescriptions_bp, pharmacy_bp, cart_bp, checkout_bp, orders_bp, payments_bp,
                       staff_orders_bp, admin_prices_bp, admin_stock_bp, admin_catalog_bp, admin_users_bp):
         app.register_blueprint(blueprint)
+
+
+def register_request_rules(app: Flask) -> None:
+    from shop import inputs
+
+    inputs.init_app(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -117,6 +117,8 @@ def parse_price(text: str) -> int:
     Refuses negatives, zero, more than two decimals and amounts above MAX_PRICE_CENTS.
     """
     cleaned = str(text).strip().replace(",", "").removeprefix("$").strip()
+    if not cleaned.isascii():  # Decimal() would read "٣" as 3
+        raise InvalidPrice(f"{text!r} is not an amount of money")
     try:
         amount = Decimal(cleaned)
     except InvalidOperation:

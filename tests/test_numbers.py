@@ -84,3 +84,62 @@ def test_int_field_reads_a_count_and_shows_what_was_typed() -> None:
     bad.validate()
     assert bad.count._value() == "٣"  # the person sees what they typed beside the message
     assert not CountForm(_Data()).validate()
+
+
+@pytest.mark.parametrize("typed", ["٣", "２0", "1٠.00"])
+def test_a_price_in_unicode_digits_is_not_money(typed: str) -> None:
+    from shop.money import InvalidPrice, parse_price
+
+    with pytest.raises(InvalidPrice):
+        parse_price(typed)
+
+
+@pytest.mark.parametrize("typed", ["٣", "²", "0", "10001", "99999999999999999999"])
+def test_a_package_size_is_a_whole_number_in_range(typed: str) -> None:
+    from shop.admin.prices import parse_units
+
+    with pytest.raises(ValueError, match="Enter a whole number from 1 to 10,000"):
+        parse_units(typed)
+
+
+@pytest.mark.parametrize("units", ["٣", str(2**31), "9999999999"])
+def test_stock_import_units_are_ascii_digits_within_a_column(app_ctx: Flask, make_user, units: str) -> None:
+    from shop.accounts.models import User
+    from shop.admin.stock_csv import import_csv
+    from shop.extensions import db
+
+    admin = db.session.get(User, make_user("admin@example.com", role="admin"))
+    header = "product_slug,strength_slug,lot_number,expiry_date,units_remaining,supplier_reference\n"
+    result = import_csv(f"{header}naltrexone,50-mg,NX-NEW,2030-01-01,{units},\n".encode(), admin)
+    assert not result.ok and result.received == 0
+    assert "is not a whole number of 0 or more" in repr(result.errors)
+
+
+@pytest.mark.parametrize("text", ["NaN", "sNaN", "Infinity", "-inf", "1e3", "1e999999", "٣", "1.5.1", ".", "", "1,5"])
+def test_parse_decimal_takes_plain_decimals_only(text: str) -> None:
+    from shop.numbers import parse_decimal
+
+    assert parse_decimal(text) is None
+
+
+def test_parse_decimal_reads_plain_decimals() -> None:
+    from decimal import Decimal
+
+    from shop.numbers import parse_decimal
+
+    assert [parse_decimal(t) for t in ("1.5", " 2 ", ".25", "-3", "10.")] == [
+        Decimal("1.5"), Decimal(2), Decimal(".25"), Decimal(-3), Decimal(10)]
+
+
+@pytest.mark.parametrize("typed", ["NaN", "٣", "1e999999"])
+def test_units_a_day_that_is_no_number_is_a_form_error(app: Flask, typed: str) -> None:
+    """Decimal("NaN") passed WTForms and then failed the service's range comparison (a 500)."""
+    from werkzeug.datastructures import MultiDict
+
+    from shop.prescriptions.forms import ReviewForm
+
+    with app.test_request_context(method="POST"):
+        form = ReviewForm(MultiDict({"units_per_day": typed}), meta={"csrf": False})
+        assert not form.units_per_day.validate(form)
+        assert form.units_per_day.data is None
+        assert form.units_per_day.errors == ["Enter a number such as 2 or 1.5."]

@@ -17,6 +17,7 @@ from wtforms import Field
 from shop.accounts.forms import ConfirmForm
 from shop.admin.versions import EditConflict
 from shop.form_errors import apply_errors
+from shop.numbers import INT_MAX, parse_int
 
 bp = Blueprint("admin_catalog", __name__, url_prefix="/admin/catalog")
 
@@ -32,16 +33,13 @@ def form_status() -> int:
     return 422 if request.method == "POST" else 200
 
 
-MAX_VERSION = 2**31 - 1
+MAX_VERSION = INT_MAX
 
 
 def seen_version(field: Field) -> int:
     """The version the form was read at. :raise 400: none, or not a number (not our form)."""
-    try:
-        version = int(field.data)
-    except (TypeError, ValueError):
-        abort(400)
-    if not 0 <= version <= MAX_VERSION:  # beyond the column's range: not a version we wrote
+    version = parse_int(field.data, minimum=0)  # beyond the column's range: not a version we wrote
+    if version is None:
         abort(400)
     return version
 

@@ -12,9 +12,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
-    DecimalField,
     HiddenField,
-    IntegerField,
     RadioField,
     SelectField,
     StringField,
@@ -28,6 +26,7 @@ from shop.admin import catalog_edit as edit
 from shop.admin import monograph_edit as monographs
 from shop.admin import monograph_rows
 from shop.catalog.models import EVIDENCE_LEVELS, SEVERITIES
+from shop.numbers import DecimalNumberField, IntField
 
 
 def plain_decimal(value: Decimal | None) -> Decimal | None:
@@ -73,18 +72,21 @@ class StrengthForm(FlaskForm):
     label = StringField("Label", validators=[Length(max=40)], description="As customers see it, e.g. 50 mg.")
     slug = StringField("Slug (web address)", validators=[Length(max=40)],
                        description=SLUG_HELP.format(source="label"))
-    amount = DecimalField("Amount in one unit", places=None, validators=[Optional()],
-                          description="e.g. 50 or 1.5; the pharmacist's dose check uses it with the unit.")
+    amount = DecimalNumberField("Amount in one unit", places=None, validators=[Optional()],
+                                description="e.g. 50 or 1.5; the pharmacist's dose check uses it with the "
+                                            "unit.")
     unit = SelectField("Unit", choices=[SelectChoice(u, u) for u in edit.UNITS], default="mg")
     dosage_form = StringField("Dosage form", validators=[Length(max=80)],
                               description="e.g. film-coated tablet, compounded capsule")
-    position = IntegerField("Order on the product page", validators=[Optional()],
+    position = IntField("Order on the product page", validators=[Optional()], minimum=0,
+                        message="Enter the place as a whole number, 0 or more.",
                             description="0 comes first; leave empty to keep it (or, new, to put it last).")
     submit = SubmitField("Save strength")
 
 
 class NewStrengthForm(StrengthForm):
-    units = IntegerField("First package: tablets or capsules", validators=[Optional()],
+    units = IntField("First package: tablets or capsules", validators=[Optional()],
+                     message="Enter the tablets or capsules as a whole number.",
                          description="Add more packages, and change prices, in the price editor.")
     price = StringField("First package: price", validators=[Length(max=20)], description="e.g. 214.24")
     submit = SubmitField("Add strength")
@@ -179,10 +181,11 @@ class DosingForm(FlaskForm):
     duration = StringField("How long", validators=[Length(max=160)], description="e.g. 3 to 12 months")
     off_label = BooleanField("Off-label dose",
                              description="The public page marks the row off-label.")
-    min_daily_mg = DecimalField("Lowest usual daily dose (mg)", places=None, validators=[Optional()],
-                                description="With the highest, the pharmacist's review flags a "
-                                            "prescription outside this range. Leave both empty for none.")
-    max_daily_mg = DecimalField("Highest usual daily dose (mg)", places=None, validators=[Optional()])
+    min_daily_mg = DecimalNumberField("Lowest usual daily dose (mg)", places=None, validators=[Optional()],
+                                      description="With the highest, the pharmacist's review flags a "
+                                                  "prescription outside this range. Leave both empty for "
+                                                  "none.")
+    max_daily_mg = DecimalNumberField("Highest usual daily dose (mg)", places=None, validators=[Optional()])
 
 
 class FaqForm(FlaskForm):

@@ -32,6 +32,7 @@ from shop.admin.versions import EditConflict
 from shop.catalog.models import Product, Strength
 from shop.extensions import db
 from shop.form_errors import apply_errors
+from shop.numbers import parse_id
 
 _me = access.me
 
@@ -45,13 +46,12 @@ def _monograph_choices(form: ProductForm) -> None:
 
 
 def _product_fields(form: ProductForm) -> edit.ProductFields:
-    monograph = form.monograph_id.data or ""
     return edit.ProductFields(
         name=form.name.data or "", slug=form.slug.data or "", generic_name=form.generic_name.data or "",
         short_description=form.short_description.data or "",
         prescription_only=bool(form.prescription_only.data),
         controlled_substance=bool(form.controlled_substance.data),
-        monograph_id=int(monograph) if monograph.isdigit() else None,
+        monograph_id=parse_id(form.monograph_id.data),
     )
 
 

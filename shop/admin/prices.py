@@ -24,6 +24,7 @@ from shop.catalog.models import Package, Product, Strength
 from shop.catalog.price_models import PriceChange
 from shop.catalog.pricing import PackageRow, package_rows
 from shop.extensions import db
+from shop.numbers import parse_int
 
 MAX_UNITS = 10_000
 REASON_MAX = 200
@@ -374,11 +375,9 @@ def parse_units(text: str | int | None) -> int:
     raw = str(text if text is not None else "").strip()
     if not raw:
         raise ValueError("Enter the number of tablets or capsules in the package.")
-    if not raw.isdigit():
-        raise ValueError("Enter a whole number.")
-    units = int(raw)
-    if not 1 <= units <= MAX_UNITS:
-        raise ValueError(f"Enter a number from 1 to {MAX_UNITS:,}.")
+    units = parse_int(raw, minimum=1, maximum=MAX_UNITS)
+    if units is None:
+        raise ValueError(f"Enter a whole number from 1 to {MAX_UNITS:,}.")
     return units
 
 

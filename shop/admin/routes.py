@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from shop import access
 from shop.admin import audit_view
+from shop.numbers import parse_id
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -35,7 +36,7 @@ def dashboard() -> str:
 def audit_log() -> str:
     """The audit log in plain words, newest first, filtered by actor, kind of action, action and date;
     keyset pagination."""
-    before = request.args.get("before", type=int)
+    before = parse_id(request.args.get("before"))  # a bad cursor is the first page
     kind = request.args.get("kind", "")
     filters = audit_view.Filters(
         actor=_text_arg("actor", 254).lower(),

@@ -9,7 +9,6 @@ recorded lots cannot be changed by import; their supplier reference is ignored.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -24,6 +23,7 @@ from shop.database import begin_write
 from shop.extensions import db
 from shop.inventory import services as inventory
 from shop.inventory.models import StockLot
+from shop.numbers import parse_int
 
 LAYOUT = csv_files.CsvLayout(
     columns=("product_slug", "strength_slug", "lot_number", "expiry_date", "units_remaining",
@@ -97,9 +97,8 @@ def _parse_cells(row: _Row) -> list[str]:
         row.expiry_date = dt.date.fromisoformat(row.expiry_text)
     except ValueError:
         problems.append(f"expiry_date {row.expiry_text!r} is not a date written YYYY-MM-DD.")
-    if re.fullmatch(r"\d{1,10}", row.units_text):
-        row.units = int(row.units_text)
-    else:
+    row.units = parse_int(row.units_text, minimum=0)
+    if row.units is None:
         problems.append(f"units_remaining {row.units_text!r} is not a whole number of 0 or more.")
     if message := lot_number_error(row.lot_number):
         problems.append(f"lot_number: {message}")

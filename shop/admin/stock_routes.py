@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import DateField, IntegerField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import DateField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 
@@ -21,6 +21,7 @@ from shop.extensions import db
 from shop.form_errors import apply_errors
 from shop.inventory.models import ADJUSTMENT_REASONS, MOVEMENT_KINDS
 from shop.inventory.services import today
+from shop.numbers import IntField, parse_id
 
 bp = Blueprint("admin_stock", __name__, url_prefix="/admin/stock")
 
@@ -29,8 +30,9 @@ class ReceiveForm(FlaskForm):
     lot_number = StringField("Lot number", validators=[Length(max=stock.LOT_NUMBER_MAX)],
                              description="As printed on the packs; unique for this strength.")
     expiry_date = DateField("Expiry date", validators=[InputRequired("Enter the expiry date.")])
-    units = IntegerField("Units received", validators=[InputRequired("Enter the number of units received.")],
-                         description=f"Tablets or capsules, 1 to {stock.MAX_UNITS:,}.")
+    units = IntField("Units received", validators=[InputRequired("Enter the number of units received.")],
+                     message="Enter the units received as a whole number.",
+                     description=f"Tablets or capsules, 1 to {stock.MAX_UNITS:,}.")
     supplier_reference = StringField("Supplier reference (optional)",
                                      validators=[Length(max=stock.SUPPLIER_REFERENCE_MAX)],
                                      description="Delivery note or invoice number.")
@@ -41,16 +43,17 @@ class AdjustForm(FlaskForm):
     lot_id = SelectField("Lot", coerce=str, validate_choice=False)  # the service checks the lot
     reason_code = SelectField("Reason", choices=[SelectChoice("", "Choose a reason…")] + [
         SelectChoice(code, label) for code, label in ADJUSTMENT_REASONS.items()])
-    change = IntegerField("Change in units", validators=[InputRequired("Enter the change in units.")],
-                          description="Positive to add units, negative to remove them, e.g. -12.")
+    change = IntField("Change in units", validators=[InputRequired("Enter the change in units.")],
+                      message="Enter the change as a whole number, e.g. -12.",
+                      description="Positive to add units, negative to remove them, e.g. -12.")
     note = TextAreaField("Note", validators=[Length(max=stock.NOTE_MAX)],
                          description="What happened, for the ledger.")
     submit = SubmitField("Adjust stock")
 
 
 class ThresholdForm(FlaskForm):
-    low_stock_units = IntegerField(
-        "Low-stock threshold (units)", validators=[Optional()],
+    low_stock_units = IntField(
+        "Low-stock threshold (units)", validators=[Optional()], message="Enter a whole number of units.",
         description="Low stock when available units are at or below this. Leave it empty for the shop "
                     "default (a number of the smallest pack).")
     submit = SubmitField("Save threshold")
@@ -136,9 +139,8 @@ def adjust(strength_id: int) -> Any:
     form = AdjustForm()
     if form.validate_on_submit():
         try:
-            lot = str(form.lot_id.data or "")
-            # Anything but a short number is no lot: the service then says "choose a lot".
-            movement = stock.adjust(item, lot_id=int(lot) if lot.isdigit() and len(lot) < 10 else None,
+            # Anything but an id is no lot: the service then says "choose a lot".
+            movement = stock.adjust(item, lot_id=parse_id(form.lot_id.data),
                                     units=form.change.data, reason_code=form.reason_code.data or "",
                                     note=form.note.data or "", actor=_me())
         except Refused as error:
@@ -168,8 +170,8 @@ def threshold(strength_id: int) -> Any:
 
 
 def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 10 else None
+    """An id in the query string; anything else is no filter (or, for `before`, the first page)."""
+    return parse_id(request.args.get(name))
 
 
 def _date_arg(name: str) -> dt.date | None:

@@ -18,6 +18,7 @@ from shop.admin import users
 from shop.audit import utcnow
 from shop.extensions import db
 from shop.form_errors import apply_errors
+from shop.numbers import parse_id
 
 bp = Blueprint("admin_users", __name__, url_prefix="/admin/users")
 
@@ -71,7 +72,7 @@ def index() -> str:
         "status": request.args.get("status", "") if request.args.get("status") in users.STATUSES else "",
     }
     page = users.search(filters["q"], filters["role"], filters["status"],
-                        before=request.args.get("before", type=int))
+                        before=parse_id(request.args.get("before")))  # bad: the first page
     return render_template("admin/users/index.html", page=page, filters=filters, roles=ROLES,
                            statuses=users.STATUSES, now=utcnow(),
                            invitations=users.pending_invitations([user.id for user in page.users]))

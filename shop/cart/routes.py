@@ -10,6 +10,7 @@ from flask_login import current_user
 from shop import access
 from shop.accounts.forms import ConfirmForm
 from shop.cart import services
+from shop.numbers import parse_id, parse_int
 
 bp = Blueprint("cart", __name__, url_prefix="/cart")
 
@@ -18,13 +19,21 @@ def _shopper() -> Any:
     return current_user._get_current_object() if current_user.is_authenticated else None  # type: ignore[attr-defined]
 
 
-def _int_field(name: str, default: int | None = None) -> int:
-    value = request.form.get(name, "")
-    if value.strip().isdigit():
-        return int(value)
+def _package_id() -> int:
+    package_id = parse_id(request.form.get("package_id"))
+    if package_id is None:
+        abort(400)  # the page's own forms always send a real one
+    return package_id
+
+
+def _quantity(default: int | None = None) -> int:
+    """The packs typed. Not a whole number (or beyond any column) reads as -1, outside every range,
+    so the cart's own message says which counts it takes and nothing changes."""
+    value = request.form.get("quantity", "")
     if default is not None and value == "":
         return default
-    abort(400)
+    quantity = parse_int(value)
+    return -1 if quantity is None else quantity
 
 
 @bp.get("")
@@ -39,7 +48,7 @@ def add() -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        added = services.add(_shopper(), _int_field("package_id"), _int_field("quantity", 1))
+        added = services.add(_shopper(), _package_id(), _quantity(1))
     except services.CartError as error:
         flash(str(error), "error")
         return redirect(request.referrer if request.referrer and request.referrer.startswith(
@@ -54,7 +63,7 @@ def update() -> Any:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.set_quantity(_shopper(), _int_field("package_id"), _int_field("quantity"))
+        services.set_quantity(_shopper(), _package_id(), _quantity())
     except services.CartError as error:
         flash(str(error), "error")
     return redirect(url_for("cart.show"))

@@ -6,6 +6,7 @@ from flask import Blueprint, abort, current_app, render_template, request
 
 from shop.access import public
 from shop.catalog import services
+from shop.numbers import parse_int
 
 bp = Blueprint("catalog", __name__)
 
@@ -23,7 +24,9 @@ def product_list() -> str:
     """:raise 404: a page number past the last page."""
     query = request.args.get("q", "").strip()
     currency = current_app.config["CURRENCY"]
-    page = request.args.get("page", 1, type=int)
+    page = parse_int(request.args.get("page", "1"))
+    if page is None:
+        abort(404)  # not a page number: no such page, as for one past the last
     try:
         listing = (services.search_products(query, currency, page) if query
                    else services.list_products(currency, page))

@@ -15,6 +15,7 @@ from shop.accounts.forms import ConfirmForm
 from shop.catalog.models import Product
 from shop.extensions import db
 from shop.form_errors import apply_errors
+from shop.numbers import parse_id
 from shop.prescriptions import forms, services
 from shop.prescriptions.models import Prescription
 
@@ -81,14 +82,11 @@ def _review_form(prescription: Prescription, formdata: Any = None) -> forms.Revi
 
 
 def _transcription(form: forms.ReviewForm) -> services.Transcription:
-    def as_int(value: str | None) -> int | None:
-        return int(value) if value and value.isdigit() else None
-
     return services.Transcription(
         patient_name=form.patient_name.data or "",
         patient_date_of_birth=form.patient_date_of_birth.data,
-        product_id=as_int(form.product_id.data),
-        strength_id=as_int(form.strength_id.data),
+        product_id=parse_id(form.product_id.data),
+        strength_id=parse_id(form.strength_id.data),
         quantity_authorised=form.quantity_authorised.data,
         refills=form.refills.data,
         units_per_day=form.units_per_day.data,

@@ -22,6 +22,7 @@ from wtforms.fields.choices import SelectChoice
 from shop import access
 from shop.catalog.models import Product
 from shop.extensions import db
+from shop.numbers import parse_id, parse_int
 from shop.prescriptions import forms, services
 from shop.prescriptions.storage import StorageError, TamperedFile, store_for_app
 from shop.prescriptions.validation import PdfTooDemanding, UploadRefused, render_pdf_page
@@ -60,14 +61,15 @@ def index() -> str:
 def upload() -> Any:
     form = forms.UploadForm()
     form.product_id.choices = _product_choices()
-    if request.method == "GET" and request.args.get("product", "").isdigit():
-        form.product_id.data = request.args["product"]
+    product = parse_id(request.args.get("product"))
+    if request.method == "GET" and product is not None:
+        form.product_id.data = str(product)
     if form.validate_on_submit():
         uploads = [services.Upload(f.read(), f.filename or "") for f in request.files.getlist("files")]
         try:
             prescription = services.upload(
                 _me(), uploads,
-                requested_product_id=int(form.product_id.data) if form.product_id.data else None,
+                requested_product_id=parse_id(form.product_id.data),
                 note=form.note.data or "", store=store_for_app(current_app),
             )
         except UploadRefused as error:
@@ -103,7 +105,9 @@ def file(prescription_id: int, file_id: int) -> Response:
     if record is None:
         abort(404)
     download = request.args.get("download") == "1"
-    page = request.args.get("page", type=int)
+    page = parse_int(request.args.get("page"), minimum=0)  # a page index; anything else: the file
+    if page is None and "page" in request.args:
+        abort(404)
     try:
         data = services.read_file(viewer, record, store_for_app(current_app),
                                   purpose="downloaded" if download else "viewed")

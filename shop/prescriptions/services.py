@@ -23,6 +23,7 @@ from shop.catalog.models import Product, Strength
 from shop.database import begin_write
 from shop.extensions import db
 from shop.notifications.services import enqueue
+from shop.numbers import parse_id
 from shop.prescriptions import safety
 from shop.prescriptions.models import (
     APPROVED,
@@ -203,9 +204,10 @@ def _parse_cursor(cursor: str | None) -> tuple[dt.datetime, int] | None:
         return None
     try:
         stamp, _, ident = cursor.rpartition("_")
-        return dt.datetime.fromisoformat(stamp), int(ident)
+        after = dt.datetime.fromisoformat(stamp), parse_id(ident)
     except ValueError:
         return None
+    return None if after[1] is None else (after[0], after[1])
 
 
 def queue(cursor: str | None = None, limit: int = 50) -> QueuePage:
