@@ -238,6 +238,27 @@ def test_a_line_that_sold_out_in_the_cart_says_so_and_checkout_refuses_it(
         client.get("/cart").get_data(as_text=True)
 
 
+def test_a_customer_whose_packs_sold_out_on_the_checkout_page_is_told_plainly(
+    app: Flask, signed_in: Callable[[str], FlaskClient], users: dict[str, int]
+) -> None:
+    client = signed_in("customer")
+    with app.app_context():
+        cart.add(db.session.get(User, users["customer"]), package(100, "100-mg").id)
+        address = address_for(users["customer"])
+    page = client.get("/checkout").get_data(as_text=True)
+    token = re.search(r'name="checkout_token" value="([^"]+)"', page).group(1)
+    with app.app_context():
+        packs_left(0, "100-mg")  # someone else bought the last packs meanwhile
+    response = client.post("/checkout", data={"csrf_token": csrf_token(client, "/cart"), "checkout_token": token,
+                                              "address_id": str(address)})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/cart")
+    said = flashes(client)
+    assert said.startswith("Thiamine (vitamin B1) 100 mg in packs of 100 tablets is sold out. Your cart is unchanged."), said
+    with app.app_context():
+        assert cart_lines(users["customer"]) == [(100, 1)]
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+
+
 def test_visitor_cart_merges_at_sign_in(app: Flask, users: dict[str, int]) -> None:
     from tests.conftest import sign_in
 
