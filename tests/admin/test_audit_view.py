@@ -229,8 +229,8 @@ def test_each_success_folds_only_its_own_accounts_password_step(app: Flask, user
             ["admin@example.com"], ["admin@example.com"] * 2, ["pharmacist@example.com"] * 2]
 
 
-@pytest.mark.parametrize("query", ["?to=9999-12-31", "?from=0001-01-01", "?actor=a%00b", "?action=x%00y",
-                                   "?kind=%00", "?action=" + "x" * 10_000])
+@pytest.mark.parametrize("query", ["?to=9999-12-31", "?from=0001-01-01", "?kind=%25", "?actor=%25_",
+                                   "?action=" + "x" * 10_000, "?before=99999999999999999999"])
 def test_odd_filters_are_answered_not_failed(admin: FlaskClient, query: str) -> None:
     assert admin.get(f"/admin/audit{query}").status_code == 200
 

@@ -462,9 +462,9 @@ def test_adding_a_package_size(app: Flask, admin: FlaskClient, client: FlaskClie
 
 @pytest.mark.parametrize(("units", "price", "field", "message"), [
     ("", "100.00", "units", "Enter the number of tablets or capsules in the package."),
-    ("0", "100.00", "units", "Enter a number from 1 to 10,000."),
-    ("10001", "100.00", "units", "Enter a number from 1 to 10,000."),
-    ("1.5", "100.00", "units", "Enter a whole number."),
+    ("0", "100.00", "units", "Enter a whole number from 1 to 10,000."),
+    ("10001", "100.00", "units", "Enter a whole number from 1 to 10,000."),
+    ("1.5", "100.00", "units", "Enter a whole number from 1 to 10,000."),
     ("60", "100.00", "units", "There is already a 60 pack."),
     ("120", "12.345", "price", "A price has at most two decimals."),
     ("120", "", "price", "Enter a price."),
@@ -685,7 +685,7 @@ def test_a_file_with_bad_rows_applies_nothing_and_lists_each_one(app: Flask, adm
         ["6", "the same package as line 2"],
         ["7", "price '0': a price must be more than zero; no 30 pack of nosuch 50-mg: the import changes "
               "existing packages only (add new sizes in the price editor)"],
-        ["8", "units '1.5': enter a whole number"],
+        ["8", "units '1.5': enter a whole number from 1 to 10,000"],
         ["9", "would take the last package of Naltrexone 4.5 mg off sale"],
         ["10", "would take the last package of Naltrexone 4.5 mg off sale"],
     ]
