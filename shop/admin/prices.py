@@ -3,8 +3,9 @@ changes and history (the CSV export and import are in prices_csv).
 
 Every write takes the write transaction first (common.write_transaction), records a PriceChange row
 and an audit row per package it changes, and commits once; a refusal rolls back and changes nothing.
-A price save is a conditional UPDATE on the version the editor read, so a change made meanwhile by
-someone else is never overwritten silently: the second saver is told the current price instead.
+A price save writes only the prices the admin typed over (each field carries the price it started
+from), each as a conditional UPDATE on the version the editor read; if any package of the strength
+changed meanwhile nothing is saved, and the editor is told who changed which price and when.
 """
 
 from __future__ import annotations
