@@ -285,7 +285,7 @@ def test_a_dosing_row_shows_on_the_public_page_and_sets_the_pharmacists_dose_che
     ({"min_daily_mg": ""}, "min_daily_mg", "Enter both the lowest and the highest usual daily dose, or neither."),
     ({"min_daily_mg": "1.2345"}, "min_daily_mg", "At most three decimals."),
     ({"min_daily_mg": "0"}, "min_daily_mg", "more than zero"),
-    ({"max_daily_mg": "lots"}, "max_daily_mg", "Not a valid decimal value."),
+    ({"max_daily_mg": "lots"}, "max_daily_mg", "Enter a number such as 2 or 1.5."),
     ({"indication": ""}, "indication", "Enter what the dose is for"),
     ({"dose": ""}, "dose", "Enter the dose"),
 ])
