@@ -143,3 +143,28 @@ def test_units_a_day_that_is_no_number_is_a_form_error(app: Flask, typed: str) -
         assert not form.units_per_day.validate(form)
         assert form.units_per_day.data is None
         assert form.units_per_day.errors == ["Enter a number such as 2 or 1.5."]
+
+
+@pytest.mark.parametrize("address_id", ["²", "99999999999999999999", "٣", "-1"])
+def test_checkout_with_an_address_id_that_is_no_id_places_nothing(
+    app: Flask, signed_in, users: dict[str, int], address_id: str
+) -> None:
+    """"²" passed isdigit() and failed int(); a 20-digit id overflowed the driver: both were a 500."""
+    import re
+
+    import sqlalchemy as sa
+
+    from shop.extensions import db
+    from shop.orders.models import Order
+    from tests.conftest import csrf_token
+    from tests.orders.test_checkout_address import ready_to_check_out
+
+    client = signed_in("customer")
+    ready_to_check_out(app, client, users["customer"])
+    page = client.get("/checkout").get_data(as_text=True)
+    token = re.search(r'name="checkout_token" value="([^"]+)"', page).group(1)
+    response = client.post("/checkout", data={"csrf_token": csrf_token(client, "/cart"), "checkout_token": token,
+                                              "address_id": address_id})
+    assert response.status_code == 302 and "/checkout" in response.headers["Location"]
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0

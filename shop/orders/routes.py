@@ -64,9 +64,8 @@ def place() -> Any:
     token = request.form.get("checkout_token", "")
     if not token or len(token) > 64:
         abort(400)
-    address_id = request.form.get("address_id", "")
-    try:
-        order = services.place_order(_me(), int(address_id) if address_id.isdigit() else None, token)
+    try:  # an address id that is none of the customer's is refused by place_order, with its message
+        order = services.place_order(_me(), parse_id(request.form.get("address_id")), token)
     except services.CheckoutError as error:
         flash(str(error), "error")
         return redirect(url_for("checkout.start") if cart.view(_me()).can_checkout else url_for("cart.show"))
