@@ -1,7 +1,8 @@
-"""Every page of the main journeys at phone (390 px), tablet (1024 px) and desktop (1280 px) width.
+"""Every page of the main journeys at phone (390 px), tablet (768 and 1024 px) and desktop (1280 px)
+width.
 
 A customer, a pharmacist and an admin each sign in once; each page is opened once and looked at in
-the three widths (the viewport is resized, so the media queries apply as on a real device). A page
+each width (the viewport is resized, so the media queries apply as on a real device). A page
 fails when:
 - the page is wider than the screen (it would scroll sideways), or
 - any element sticks out of the box it sits in, sideways (cut text, a column hidden off-screen, a
@@ -33,9 +34,10 @@ from tests.conftest import TOTP_SECRET
 from tests.orders.test_checkout import prescription
 from tests.prescriptions.conftest import png_bytes
 
-WIDTHS = (390, 1024, 1280)
-# axe-core takes a second or two a run: the phone and the desktop layout (1024 px shares the desktop
-# one; only the overflow check and the screenshot need it).
+# The issue's phone, tablet and desktop widths, and a tablet held upright (cards side by side).
+WIDTHS = (390, 768, 1024, 1280)
+# axe-core takes a second or two a run: the phone and the desktop layout (the widths between share
+# their markup and rules; the overflow check and the screenshot cover their layout).
 AXE_WIDTHS = (390, 1280)
 AXE_OPTIONS = {
     "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]},
