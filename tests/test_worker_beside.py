@@ -245,19 +245,22 @@ def test_uploads_orders_sign_ins_and_profile_edits_beside_the_busy_worker(
                 threading.Thread(target=guarded("profile", edit_profile))]
     mail_thread = threading.Thread(target=more_mail)
     worker = start_worker(app, tmp_path)
-    ready = time.monotonic() + 90  # the process imports the app first: wait for its first send
-    while not sent_count(app) and worker.poll() is None and time.monotonic() < ready:
-        time.sleep(0.1)
-    assert sent_count(app), stop_worker(worker, tmp_path)[-3000:]
-    started = time.monotonic()
-    mail_thread.start()
-    for thread in clients:
-        thread.start()
-    for thread in clients:
-        thread.join(timeout=60)
-    stop.set()
-    mail_thread.join(timeout=10)
-    worker_log = stop_worker(worker, tmp_path)
+    try:
+        ready = time.monotonic() + 90  # the process imports the app first: wait for its first send
+        while not sent_count(app) and worker.poll() is None and time.monotonic() < ready:
+            time.sleep(0.1)
+        assert sent_count(app), "the worker did not start"
+        started = time.monotonic()
+        mail_thread.start()
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(timeout=60)
+    finally:
+        stop.set()
+        if mail_thread.is_alive():
+            mail_thread.join(timeout=10)
+        worker_log = stop_worker(worker, tmp_path)
     elapsed = time.monotonic() - started
 
     uploads = UPLOADERS * UPLOADS_EACH
