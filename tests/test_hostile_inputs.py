@@ -297,6 +297,10 @@ def world(app: Flask, localstripe: str, password_hash: str) -> Iterator[World]:
         clients[role] = app.test_client()
         assert sign_in(clients[role], app, EMAILS[role]).status_code == 302
     clients["pending"] = owing_second_factor(app)
+    # The pharmacist holds the prescription, so its review page carries the transcription form.
+    claimed = post(clients["pharmacist"], f"/pharmacy/prescriptions/{objects['rx']}/claim",
+                   token_for(clients["pharmacist"]), [])
+    assert claimed.status_code == 302
     # A failure answers 500 as in production (rather than raising into the test), and is noted.
     app.config["PROPAGATE_EXCEPTIONS"] = False
     errors: list[str] = []
