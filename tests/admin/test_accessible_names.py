@@ -142,3 +142,40 @@ def test_no_two_controls_on_an_admin_page_share_a_name(
     assert response.status_code == 200 and response.mimetype == "text/html"
     shared = duplicates(response.get_data(as_text=True))
     assert not shared, "; ".join(f"{name or '(no name)'!r}: {', '.join(controls)}" for name, controls in shared.items())
+
+
+def test_pages_in_their_fuller_states_too(
+        app: Flask, signed_in: Callable[[str], FlaskClient], objects: dict[str, object],  # noqa: F811
+        users: dict[str, int]) -> None:
+    """The same check with more on the pages: scheduled changes and a retired size on the price editor,
+    a refused save, the import's warning step, and the accounts of staff."""
+    import datetime as dt
+
+    from shop.accounts.models import User
+    from shop.admin import prices
+    from shop.audit import utcnow
+    from shop.extensions import db
+    from tests.admin.test_prices import confirm_form, editor_form, editor_url, ids, submit, upload
+
+    admin = signed_in("admin")
+    strength_id, packs = ids(app)
+    with app.app_context():
+        actor = db.session.get(User, users["admin"])
+        for units, text in ((30, "220.00"), (60, "410.00")):
+            prices.save_prices(strength_id, [prices.PriceEdit(packs[units], text, 1)], actor,
+                               effective_at=utcnow() + dt.timedelta(days=1))
+        prices.retire_package(packs[90], 1, actor)
+        db.session.remove()
+    stale = editor_form(admin, strength_id)
+    assert submit(admin, strength_id, {packs[60]: "399.00"}).status_code == 302
+    pages = {
+        "editor with scheduled changes and a retired size": admin.get(editor_url(strength_id)),
+        "editor after a refused save": submit(admin, strength_id, {packs[60]: "398.00"}, form=stale),
+        "import's warning step": upload(admin, "product_slug,strength_slug,units,price,active\n"
+                                               "naltrexone,50-mg,60,440.00,true\n"),
+        **{f"{role} account": admin.get(f"/admin/users/{users[role]}") for role in ("pharmacist", "admin")},
+    }
+    assert [response.status_code for response in pages.values()] == [200, 409, 200, 200, 200]
+    assert confirm_form(pages["import's warning step"].get_data(as_text=True))  # the step is on the page
+    found = {name: duplicates(response.get_data(as_text=True)) for name, response in pages.items()}
+    assert {name: shared for name, shared in found.items() if shared} == {}
