@@ -1,11 +1,13 @@
 """Every route, as every role, against hostile values in its path, its query string and its form.
 
-Like the access matrix, the endpoints come from the URL map (a new route is covered without a new
-row) and valid URLs from the matrix's rows. Values: ids beyond 32 and 64 bits, negative and zero,
-Unicode digits that pass `str.isdigit()` ("²") or `int()` ("٣"), empty, 10,000 characters, NUL,
-invalid UTF-8, and lists of values. Nothing may answer 5xx, and a refused request, a GET or a
-request to a path that names nothing changes nothing in the database (audit, session and outbox
-rows aside: a failed sign-in is rightly recorded).
+The endpoints are the access matrix's, which must name every endpoint of the URL map, so a new
+route is walked as soon as it has its access rows; the valid URLs come from those rows. Roles:
+visitor, customer, pharmacist, admin, and a pharmacist owing the second factor. Values: ids beyond
+32 and 64 bits, negative and zero, Unicode digits that pass `str.isdigit()` ("²") or `int()` ("٣"),
+empty, 10,000 characters, NUL, invalid UTF-8, and lists of values. Nothing may answer 5xx; and a
+GET, a request to a path that names nothing, or a POST whose every field is hostile changes nothing
+in the database (audit, session, outbox and reset rows aside: a refused sign-in is rightly recorded;
+MAY_CHANGE lists the actions that take no input).
 
 The module shares one database and one signed-in client per role across its tests (one test per
 endpoint and method), so it replaces the per-test fresh catalog of tests/conftest.py.

@@ -168,3 +168,23 @@ def test_checkout_with_an_address_id_that_is_no_id_places_nothing(
     assert response.status_code == 302 and "/checkout" in response.headers["Location"]
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+
+
+@pytest.mark.parametrize("quantity", ["٣", "²", "99999999999999999999"])
+def test_a_cart_count_that_is_no_whole_number_adds_nothing(app: Flask, quantity: str) -> None:
+    """int("٣") is 3 (three packs went in); "²" and a 20-digit count were a 500."""
+    from tests.conftest import csrf_token
+    from tests.orders.test_checkout import package
+
+    client = app.test_client()
+    with app.app_context():
+        package_id = package(100, "100-mg").id
+    token = csrf_token(client)
+    response = client.post("/cart/add", data={"package_id": package_id, "quantity": quantity, "csrf_token": token})
+    assert response.status_code == 302
+    page = client.get("/cart").get_data(as_text=True)
+    assert "Choose between 1 and" in page
+    for package_text in (str(package_id), "٣", "99999999999999999999"):
+        refused = client.post("/cart/add", data={"package_id": package_text, "quantity": quantity, "csrf_token": token})
+        assert refused.status_code in (302, 400)
+    assert "Your cart is empty." in client.get("/cart").get_data(as_text=True)
