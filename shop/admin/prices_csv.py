@@ -34,21 +34,26 @@ from shop.audit import utcnow
 from shop.catalog.models import Package, Product, Strength
 from shop.extensions import db
 
-LAYOUT = csv_files.CsvLayout(columns=("product_slug", "strength_slug", "units", "price", "active"),
-                             max_bytes=1024 * 1024, max_rows=5_000)
+# price_when_exported is the price the export wrote: a row whose price still equals it was not edited
+# and changes no price, so a file exported earlier never writes back a price changed since (as the
+# price editor saves only the fields typed over). A file made by hand may leave it out.
+LAYOUT = csv_files.CsvLayout(columns=("product_slug", "strength_slug", "units", "price", "active",
+                                      "price_when_exported"),
+                             max_bytes=1024 * 1024, max_rows=5_000, optional=("price_when_exported",))
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
 
 
 def export_csv() -> str:
-    """Every package, on sale or retired: product_slug,strength_slug,units,price,active."""
+    """Every package, on sale or retired: product_slug,strength_slug,units,price,active and the price
+    again as price_when_exported."""
     rows = db.session.execute(
         sa.select(Product.slug, Strength.slug, Package.units, Package.price_cents, Package.active)
         .join(Strength, Strength.product_id == Product.id).join(Package, Package.strength_id == Strength.id)
         .order_by(Product.slug, Strength.position, Strength.id, Package.units)).all()
     return csv_files.csv_text(LAYOUT.columns, (
-        (product_slug, strength_slug, units, plain_amount(price), "true" if active else "false")
-        for product_slug, strength_slug, units, price, active in rows))
+        (product_slug, strength_slug, units, plain_amount(price), "true" if active else "false",
+         plain_amount(price)) for product_slug, strength_slug, units, price, active in rows))
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class _Row:
     package: Package
     price: int
     active: bool
+    exported: int | None = None  # price_when_exported, when the file has it
 
 
 def _clause(text: str) -> str:
@@ -110,11 +116,18 @@ def _clause(text: str) -> str:
 
 
 def _check_row(row: csv_files.CsvRow, packages: Mapping[tuple[str, str, int], Package]
-               ) -> tuple[Package | None, int, bool, list[str]]:
+               ) -> tuple[Package | None, int, bool, int | None, list[str]]:
     if row.problem:
-        return None, 0, False, [_clause(row.problem)]
+        return None, 0, False, None, [_clause(row.problem)]
     values = row.cells
-    problems = [f"{name} is empty" for name in LAYOUT.columns if not values[name]]
+    problems = [f"{name} is empty" for name in LAYOUT.columns
+                if not values[name] and name not in LAYOUT.optional]
+    exported = None
+    if values["price_when_exported"]:
+        try:
+            exported = parse_typed_price(values["price_when_exported"])
+        except money.InvalidPrice as error:
+            problems.append(f"price_when_exported {values['price_when_exported']!r}: {_clause(str(error))}")
     units = price = 0
     active = False
     if values["units"]:
@@ -138,7 +151,7 @@ def _check_row(row: csv_files.CsvRow, packages: Mapping[tuple[str, str, int], Pa
         if package is None:
             problems.append(f"no {units} pack of {values['product_slug']} {values['strength_slug']}: the "
                             "import changes existing packages only (add new sizes in the price editor)")
-    return package, price, active, problems
+    return package, price, active, exported, problems
 
 
 def _checked_rows(rows: list[csv_files.CsvRow], all_packages: Sequence[Package]) -> list[_Row]:
@@ -148,15 +161,22 @@ def _checked_rows(rows: list[csv_files.CsvRow], all_packages: Sequence[Package])
     seen: dict[int, int] = {}  # package id -> line
     good: list[_Row] = []
     for row in rows:
-        package, price, active, reasons = _check_row(row, by_key)
+        package, price, active, exported, reasons = _check_row(row, by_key)
         if package is not None and package.id in seen:
             reasons.append(f"the same package as line {seen[package.id]}")
+        if package is not None and exported is not None and not reasons:
+            if price == exported:
+                price = package.price_cents  # not edited: whatever it is now stays
+            elif price != package.price_cents != exported:  # the same price again loses nothing
+                now = money.format_cents(package.price_cents, package.currency)
+                reasons.append(f"the price was changed to {now} after the file was exported: export the "
+                               "prices again and make this change there")
         if reasons:
             problems.append(RowProblem(row.line, "; ".join(reasons)))
             continue
         assert package is not None
         seen[package.id] = row.line
-        good.append(_Row(row.line, package, price, active))
+        good.append(_Row(row.line, package, price, active, exported))
     # A strength on sale must keep at least one package on sale (see prices.retire_package).
     final = {p.id: p.active for p in all_packages} | {r.package.id: r.active for r in good}
     on_sale_after: dict[int, int] = {}

@@ -627,8 +627,8 @@ def test_the_export_lists_every_package(app: Flask, admin: FlaskClient) -> None:
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="prices-')
     lines = response.get_data(as_text=True).splitlines()
-    assert lines[0] == "product_slug,strength_slug,units,price,active"
-    assert "naltrexone,50-mg,60,405.46,true" in lines
+    assert lines[0] == "product_slug,strength_slug,units,price,active,price_when_exported"
+    assert "naltrexone,50-mg,60,405.46,true,405.46" in lines
     with app.app_context():
         assert len(lines) - 1 == db.session.scalar(sa.select(sa.func.count(Package.id)))
 
@@ -691,6 +691,27 @@ def test_a_file_with_bad_rows_applies_nothing_and_lists_each_one(app: Flask, adm
     ]
     assert state(app, packs[60]) == (40546, 1, True)
     assert changes(app) == [] and audit_actions(app, "p") == []
+
+
+def test_an_old_export_never_writes_back_a_price_changed_since(app: Flask, admin: FlaskClient) -> None:
+    """A row whose price still equals its price_when_exported was not edited and changes nothing; an edited
+    row whose price was changed since the export is refused (the price editor's rule, for files)."""
+    strength_id, packs = ids(app)
+    exported = admin.get("/admin/prices/export.csv").get_data(as_text=True)
+    assert submit(admin, strength_id, {packs[90]: "580.00"}).status_code == 302  # after the export
+
+    edited = exported.replace("naltrexone,50-mg,60,405.46,true", "naltrexone,50-mg,60,399.00,true")
+    assert upload(admin, edited).status_code == 302
+    assert state(app, packs[60]) == (39900, 2, True)
+    assert state(app, packs[90]) == (58000, 2, True)  # the row still said 595.68: not written back
+
+    stale = exported.replace("naltrexone,50-mg,90,595.68,true", "naltrexone,50-mg,90,590.00,true")
+    response = upload(admin, stale)
+    assert response.status_code == 422
+    [problem] = table(html.unescape(response.get_data(as_text=True)), "Rows with problems")
+    assert problem[1] == ("the price was changed to $580.00 after the file was exported: export the prices "
+                          "again and make this change there")
+    assert state(app, packs[90]) == (58000, 2, True) and state(app, packs[60]) == (39900, 2, True)
 
 
 def confirm_form(page: str) -> dict[str, str]:
@@ -765,8 +786,9 @@ def test_a_file_with_a_long_or_odd_name_is_imported(app: Flask, admin: FlaskClie
 
 @pytest.mark.parametrize(("content", "message"), [
     ("product,price\nnaltrexone,1.00\n",
-     "The first line must name the columns product_slug,strength_slug,units,price,active. Missing: "
-     "product_slug, strength_slug, units, active. Unknown: product."),
+     "The first line must name the columns product_slug,strength_slug,units,price,active,price_when_exported "
+     "(price_when_exported may be left out). Missing: product_slug, strength_slug, units, active. Unknown: "
+     "product."),
     ("product_slug,strength_slug,units,price,active\n", "The file has no rows after the column names."),
     (b"\xff\xfe\x00bad", "The file is not UTF-8 text: save it as CSV (UTF-8)."),
     ("", "The file is empty."),
