@@ -66,7 +66,9 @@ class IdConverter(BaseConverter):
     part_isolating = True
 
     def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
-        super().__init__(map)  # no route uses the int converter's options (min, max, signed)
+        if args or kwargs:  # e.g. <int(signed=True):...>: ids are never signed nor otherwise bounded
+            raise TypeError(f"<int:...> takes no options here, not {args or kwargs}")
+        super().__init__(map)
 
     def to_python(self, value: str) -> int:
         number = parse_id(value)

@@ -188,3 +188,13 @@ def test_a_cart_count_that_is_no_whole_number_adds_nothing(app: Flask, quantity:
         refused = client.post("/cart/add", data={"package_id": package_text, "quantity": quantity, "csrf_token": token})
         assert refused.status_code in (302, 400)
     assert "Your cart is empty." in client.get("/cart").get_data(as_text=True)
+
+
+def test_the_id_converter_takes_no_options() -> None:
+    """A route asking for `<int(signed=True):...>` would silently get ids only; it fails at once."""
+    from werkzeug.routing import Map, Rule
+
+    from shop.numbers import IdConverter
+
+    with pytest.raises(TypeError):
+        Map([Rule("/x/<int(signed=True):n>")], converters={"int": IdConverter})
