@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -545,7 +546,7 @@ def update_profile(
         errors["legal_name"] = "Enter your full legal name, as on your prescriptions."
     _check_birth_date(date_of_birth, errors)
     phone = phone.strip()
-    if phone and sum(ch.isdigit() for ch in phone) < 7:
+    if phone and sum(ch in "0123456789" for ch in phone) < 7:
         errors["phone"] = "Enter a phone number with its area code."
     if errors:
         raise FormErrors(errors)
@@ -569,6 +570,8 @@ def update_profile(
     db.session.commit()
 
 
+# ASCII digits only: str.isdigit() would also let "٩٧٢٠٤" or "²" through onto a parcel label.
+ZIP_CODE = re.compile(r"[0-9]{5}(?:-[0-9]{4})?")
 ADDRESS_FIELDS = ("recipient", "line1", "line2", "city", "state", "postal_code", "country", "phone")
 REQUIRED_ADDRESS_FIELDS = {
     "recipient": "Enter the name of the person receiving the parcel.",
@@ -586,11 +589,7 @@ def _clean_address(values: dict[str, str]) -> dict[str, str]:
     errors = {key: message for key, message in REQUIRED_ADDRESS_FIELDS.items() if not cleaned[key]}
     if cleaned["country"] != "US":
         errors["country"] = "We ship only within the United States."
-    if cleaned["postal_code"] and not (
-        len(cleaned["postal_code"]) in (5, 10)
-        and cleaned["postal_code"][:5].isdigit()
-        and (len(cleaned["postal_code"]) == 5 or cleaned["postal_code"][5] == "-")
-    ):
+    if cleaned["postal_code"] and not ZIP_CODE.fullmatch(cleaned["postal_code"]):
         errors["postal_code"] = "Enter a 5-digit ZIP code (or ZIP+4, like 97204-1234)."
     if errors:
         raise FormErrors(errors)

@@ -18,6 +18,7 @@ from shop.catalog.wording import packs_of, plural, units_of
 from shop.database import begin_write
 from shop.extensions import db
 from shop.inventory.services import available_by_strength, available_units
+from shop.numbers import parse_id
 
 SESSION_KEY = "cart"
 MAX_PACKS_PER_LINE = 10
@@ -112,7 +113,7 @@ def _packages(ids: list[int]) -> dict[int, Package]:
 
 def _session_items() -> dict[str, int]:
     raw = session.get(SESSION_KEY, {})
-    return {k: v for k, v in raw.items() if str(k).isdigit() and isinstance(v, int) and v > 0} \
+    return {k: v for k, v in raw.items() if parse_id(k) is not None and isinstance(v, int) and v > 0} \
         if isinstance(raw, dict) else {}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -143,3 +144,17 @@ def test_another_customers_objects_are_not_found(
     with app.app_context():
         assert db.session.get(Address, address_id) is not None
         assert db.session.get(ProfileEntry, entry_id) is not None
+
+
+@pytest.mark.parametrize("zip_code", ["97204-abcd", "٩٧٢٠٤", "97²04", "9720", "97204-12345", "97204 1234"])
+def test_a_zip_code_that_is_not_five_ascii_digits_is_refused(
+    app: Flask, signed_in: Callable[[str], FlaskClient], zip_code: str
+) -> None:
+    client = signed_in("customer")
+    token = csrf_token(client, "/account/addresses/new")
+    response = client.post("/account/addresses/new", data={
+        "recipient": "Casey", "line1": "1 First St", "city": "Portland", "state": "OR", "country": "US",
+        "postal_code": zip_code, "csrf_token": token})
+    assert "5-digit ZIP" in response.get_data(as_text=True)  # the form again, with the message
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Address)) == 0

@@ -20,7 +20,7 @@ from flask_migrate import downgrade, upgrade
 
 import config
 from shop import create_app
-from shop.accounts import secret_box
+from shop.accounts import secret_box, two_factor
 from shop.accounts.models import User
 from shop.audit import AuditEvent
 from shop.extensions import db
@@ -318,3 +318,15 @@ def test_migration_without_a_key_refuses_and_changes_nothing(databases: Database
         assert secrets_by_id()[41] == TOTP_SECRET
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_second_factor_code_in_other_digits_never_matches() -> None:
+    """A code is six ASCII digits: "²²²²²²" or Arabic-Indic digits pass str.isdigit() but are no code."""
+    secret = pyotp.random_base32()
+    moment = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+    good = pyotp.TOTP(secret).at(moment)
+    assert two_factor.matching_step(secret, good, moment) is not None
+    assert two_factor.matching_step(secret, f"{good[:3]} {good[3:]}", moment) is not None
+    arabic = good.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    for code in ("²²²²²²", arabic, good + "0", ""):
+        assert two_factor.matching_step(secret, code, moment) is None
