@@ -27,6 +27,7 @@ from shop.audit import AuditEvent
 from shop.catalog.models import Monograph, Package, Product, Strength
 from shop.database import LIKE_ESCAPE, contains_pattern
 from shop.extensions import db
+from shop.numbers import parse_id
 from shop.orders.models import STATUS_LABELS, Order
 from shop.prescriptions.models import Prescription
 
@@ -263,7 +264,9 @@ def _password_steps(events: Sequence[AuditEvent]) -> dict[int, AuditEvent]:
 # Naming the records --------------------------------------------------------------------------------------
 
 def _int_ids(values: Iterable[str | None]) -> set[int]:
-    return {int(v) for v in values if v and v.isascii() and v.isdigit() and len(v) < 19}
+    # The one id rule: a stored object id beyond a database integer names no row (and would
+    # overflow PostgreSQL's `integer` in the IN list).
+    return {number for v in values if (number := parse_id(v)) is not None}
 
 
 def _user_name(name: str, email: str) -> str:

@@ -173,15 +173,18 @@ def test_records_gone_and_unknown_actions_still_read_plainly(app: Flask, admin: 
         record("monograph.dosing_moved", object_type="monograph", object_id=999999, direction="up")
         record("order.shipped", object_type="order", object_id="not-a-number", from_status="released")
         record("bulk.some_event", n=1)
+        # an id beyond PostgreSQL's integer must not reach the IN list of the naming query
+        record("package.retired", object_type="package", object_id="999999999999999999", units=90)
         db.session.commit()
-    rows = log(admin).rows[:4]
+    rows = log(admin).rows[:5]
     assert [(r["What"], r["About"]) for r in rows] == [
+        ("Retired a package size", "package #999999999999999999 (no longer exists)"),
         ("Bulk: some event", "—"),
         ("Order moved to “Shipped”", "order #not-a-number (no longer exists)"),
         ("Moved a dosing row of a monograph", "monograph #999999 (no longer exists)"),
         ("Retired a package size", "package #999999 (no longer exists)"),
     ]
-    assert rows[1]["Details"] == "From status: Released by our pharmacist"
+    assert rows[2]["Details"] == "From status: Released by our pharmacist"
 
 
 def test_a_page_costs_the_same_queries_however_many_records_it_names(
