@@ -52,7 +52,7 @@ class PackageStateForm(FlaskForm):
 
 class ImportForm(FlaskForm):
     file = FileField("Price file (CSV)", validators=[FileRequired("Choose a CSV file.")],
-                     description="Columns " + ",".join(prices_csv.LAYOUT.columns) + ", as in the export. "
+                     description="Columns " + ", ".join(prices_csv.LAYOUT.columns) + ", as in the export. "
                                  "Nothing is applied unless every row is right.")
 
 
