@@ -97,6 +97,9 @@ class Intent:
     client_secret: str | None = field(repr=False)
     capture_method: str
     metadata: dict[str, str] = field(hash=False)
+    # Why a cancelled intent was cancelled: Stripe's own reasons ("automatic" for an authorisation
+    # that lapsed) or the one a cancel request gave; None when the request gave none (ours never do).
+    cancellation_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ def _intent(obj: Any) -> Intent:
         client_secret=data.get("client_secret"),
         capture_method=str(data.get("capture_method") or "automatic"),
         metadata={str(key): str(value) for key, value in metadata.items()},
+        cancellation_reason=data.get("cancellation_reason") or None,
     )
 
 
@@ -364,6 +368,8 @@ def webhook_intent(event: Mapping[str, Any]) -> Intent | None:
         and isinstance(data.get("status"), str) and data["status"] in INTENT_STATUSES
         and isinstance(data.get("currency"), str) and _CURRENCY.fullmatch(data["currency"])
         and isinstance(data.get("capture_method") or "", str)
+        and isinstance(data.get("cancellation_reason") or "", str)
+        and len(data.get("cancellation_reason") or "") <= 40
     ):
         raise MalformedEvent("The event's object is not a payment intent", event)
     if not isinstance(metadata, dict) or not all(

@@ -289,7 +289,8 @@ def test_a_paid_orders_hold_cancelled_at_stripe_asks_the_customer_to_pay_again(
     with stripe_app.app_context():
         order = fetch(placed.number)
         gateway.cancel(placed.intent_id, order_id=order.id)  # what Stripe does when the hold lapses
-    body, headers = signed(event("evt_lapsed", "payment_intent.canceled", order, "canceled"))
+    body, headers = signed(event("evt_lapsed", "payment_intent.canceled", order, "canceled",
+                                 cancellation_reason="automatic"))
 
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     assert post(stripe_app.test_client(), body, headers).status_code == 200
@@ -338,7 +339,7 @@ def test_after_the_hold_lapsed_an_order_not_paid_again_in_time_is_released(
     with stripe_app.app_context():
         gateway.cancel(placed.intent_id, order_id=placed.id)
         body, headers = signed(event("evt_lapsed_2", "payment_intent.canceled", fetch(placed.number),
-                                     "canceled"))
+                                     "canceled", cancellation_reason="automatic"))
     assert post(stripe_app.test_client(), body, headers).status_code == 200
 
     with stripe_app.app_context():
@@ -351,3 +352,43 @@ def test_after_the_hold_lapsed_an_order_not_paid_again_in_time_is_released(
         assert order.status == "cancelled"
         assert db.session.get(Strength, placed.strength_id).stock_allocated == 0
         assert db.session.get(Prescription, placed.rx).quantity_reserved == 0
+
+
+def test_the_shops_own_cancel_of_a_paid_order_is_not_taken_for_a_lapsed_hold(
+    stripe_app: Flask, users: dict[str, int]
+) -> None:
+    """Cancelling a paid order asks Stripe first, then cancels the order here. Stripe's
+    "canceled" event may arrive in between: it must not send the order back to payment nor email
+    the customer a link to pay for an order the pharmacist is cancelling."""
+    from shop.notifications.models import OutboxMessage
+    from shop.orders import staff
+    from shop.payments.gateway import PaymentGateway
+    from tests.orders.test_staff_orders import fetch, paid
+
+    gateway = gateway_for_app(stripe_app)
+    placed = paid(stripe_app, users, gateway, "wh-own-cancel")
+
+    class DeliversTheWebhookAtOnce(PaymentGateway):
+        """The real gateway; its cancel is followed at once by Stripe's event for it (as Stripe
+        sends it: canceled, with no reason, since our request gives none)."""
+
+        def __init__(self) -> None:
+            self.__dict__.update(gateway.__dict__)
+
+        def cancel(self, intent_id: str, *, order_id: int):
+            intent = super().cancel(intent_id, order_id=order_id)
+            assert intent.cancellation_reason not in ("automatic", "expired")
+            with stripe_app.app_context():
+                body, headers = signed(event("evt_own_cancel", "payment_intent.canceled",
+                                             fetch(placed.number), "canceled"))
+            assert post(stripe_app.test_client(), body, headers).status_code == 200
+            return intent
+
+    with stripe_app.app_context():
+        pharmacist = db.session.get(User, users["pharmacist"])
+        staff.cancel(fetch(placed.number), pharmacist, "clinical: interaction", DeliversTheWebhookAtOnce())
+        order = fetch(placed.number)
+        assert order.status == "cancelled"
+        kinds = list(db.session.scalars(sa.select(OutboxMessage.kind).order_by(OutboxMessage.id)))
+        assert "order_payment_needed" not in kinds and "order_cancelled" in kinds
+    assert intent_status(stripe_app, placed.intent_id) == "canceled"
