@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP
 from fractions import Fraction
+
+from shop.numbers import parse_decimal
 
 CURRENCY_SYMBOLS = {"USD": "$"}
 MAX_PRICE_CENTS = 10_000_000  # $100,000.00: a sanity ceiling for any single package
@@ -117,13 +119,10 @@ def parse_price(text: str) -> int:
     Refuses negatives, zero, more than two decimals and amounts above MAX_PRICE_CENTS.
     """
     cleaned = str(text).strip().replace(",", "").removeprefix("$").strip()
-    if not cleaned.isascii():  # Decimal() would read "٣" as 3
-        raise InvalidPrice(f"{text!r} is not an amount of money")
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        raise InvalidPrice(f"{text!r} is not an amount of money") from None
-    if not amount.is_finite():
+    # Only the plain-decimal form: Decimal() alone would read "٣" as 3, and take "NaN" or
+    # "1e999999" (which overflows the context once multiplied into cents).
+    amount = parse_decimal(cleaned)
+    if amount is None:
         raise InvalidPrice(f"{text!r} is not an amount of money")
     if amount.as_tuple().exponent < -2:  # type: ignore[operator]
         raise InvalidPrice("a price has at most two decimals")

@@ -94,6 +94,15 @@ def test_a_price_in_unicode_digits_is_not_money(typed: str) -> None:
         parse_price(typed)
 
 
+@pytest.mark.parametrize("typed", ["1e999999", "1E5", "1e-2", "NaN", "sNaN", "Infinity", "-inf", "0x10", "1_000"])
+def test_a_price_is_a_plain_decimal(typed: str) -> None:
+    """Decimal() takes these, and "1e999999" then overflowed on turning into cents (a 500)."""
+    from shop.money import InvalidPrice, parse_price
+
+    with pytest.raises(InvalidPrice, match="is not an amount of money"):
+        parse_price(typed)
+
+
 @pytest.mark.parametrize("typed", ["٣", "²", "0", "10001", "99999999999999999999"])
 def test_a_package_size_is_a_whole_number_in_range(typed: str) -> None:
     from shop.admin.prices import parse_units
