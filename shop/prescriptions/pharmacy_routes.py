@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from shop import access
@@ -62,7 +63,8 @@ def _review_form(prescription: Prescription, formdata: Any = None) -> forms.Revi
         refills=0,
     )
     products = [p for p in db.session.scalars(
-        sa.select(Product).where(Product.active, Product.prescription_only).order_by(Product.name))]
+        sa.select(Product).where(Product.active, Product.prescription_only).order_by(Product.name)
+        .options(selectinload(Product.strengths)))]  # one query for every drug's strengths
     form.product_id.choices = [SelectChoice("", "Choose…")] + [
         SelectChoice(str(p.id), p.name + (" (controlled)" if p.controlled_substance else ""))
         for p in products

@@ -364,3 +364,25 @@ def test_the_strength_list_offers_only_the_chosen_drugs_strengths(
     checked = pharmacist.post(f"/pharmacy/prescriptions/{pid}/approve",
                               data={**form, "product_id": ids["333-mg"][0], "check": "1"})
     assert offered(strength_select(checked.get_data(as_text=True))) == ["Choose…", "333 mg delayed-release tablet"]
+
+
+def test_the_review_page_runs_as_many_statements_whatever_the_number_of_drugs(
+    app: Flask, signed_in: Callable[[str], FlaskClient], upload_prescription: Callable[..., int],
+    count_statements: Callable,
+) -> None:
+    from tests.catalog.test_query_counts import grow_catalog
+
+    pid = upload_prescription()
+    pharmacist = signed_in("pharmacist")
+    token = csrf_token(pharmacist, "/pharmacy/queue")
+    pharmacist.post(f"/pharmacy/prescriptions/{pid}/claim", data={"csrf_token": token})
+
+    def statements() -> int:
+        pharmacist.get(f"/pharmacy/prescriptions/{pid}")  # warm up
+        with count_statements() as counter:
+            assert pharmacist.get(f"/pharmacy/prescriptions/{pid}").status_code == 200
+        return counter.count
+
+    before = statements()
+    grow_catalog(app, products=6, strengths=2, packages=1)
+    assert statements() == before
