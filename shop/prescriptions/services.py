@@ -343,7 +343,11 @@ class Transcription:
 
 
 def default_expiry(date_written: dt.date) -> dt.date:
-    return date_written + dt.timedelta(days=current_app.config["PRESCRIPTION_VALIDITY_DAYS"])
+    """The expiry of a prescription that states none; the last day there is when that lies beyond it."""
+    try:
+        return date_written + dt.timedelta(days=current_app.config["PRESCRIPTION_VALIDITY_DAYS"])
+    except OverflowError:
+        return dt.date.max
 
 
 def _validate(t: Transcription) -> tuple[dict[str, str], Product | None, Strength | None]:
@@ -381,7 +385,8 @@ def _validate(t: Transcription) -> tuple[dict[str, str], Product | None, Strengt
         errors["expires_on"] = "The expiry date is in the past: the prescription has expired."
     elif t.expires_on is not None and t.date_written and t.expires_on < t.date_written:
         errors["expires_on"] = "The expiry date is before the date written."
-    elif t.expires_on is None and t.date_written and default_expiry(t.date_written) < today:
+    elif t.expires_on is None and t.date_written and "date_written" not in errors \
+            and default_expiry(t.date_written) < today:
         errors["expires_on"] = "This prescription expired on " \
             f"{default_expiry(t.date_written):%d %b %Y}; reject it as expired."
     if t.verification_method not in VERIFICATION_METHODS:
