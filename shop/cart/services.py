@@ -106,8 +106,10 @@ def shipping_for(subtotal_cents: int) -> int:
 def _packages(ids: list[int]) -> dict[int, Package]:
     if not ids:
         return {}
+    # With each strength's packages: a sold-out line names the smaller packs in stock (stock_shortage).
+    strength = joinedload(Package.strength)
     stmt = sa.select(Package).where(Package.id.in_(ids)).options(
-        joinedload(Package.strength).joinedload(Strength.product))
+        strength.joinedload(Strength.product), strength.selectinload(Strength.packages))
     return {p.id: p for p in db.session.scalars(stmt)}
 
 

@@ -259,6 +259,43 @@ def test_a_customer_whose_packs_sold_out_on_the_checkout_page_is_told_plainly(
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
 
 
+def test_the_cart_page_runs_as_many_statements_for_one_sold_out_line_as_for_five(
+    app: Flask, signed_in: Callable[[str], FlaskClient], users: dict[str, int], count_statements: Callable
+) -> None:
+    from shop.cart.models import CartLine
+    from shop.inventory.services import add_lot
+
+    client = signed_in("customer")
+    with app.app_context():
+        thiamine = db.session.scalars(sa.select(Product).where(Product.slug == "thiamine")).one()
+        for n in range(5):  # strengths with 50 tablets left: the 100 pack is sold out, the 30 pack is not
+            strength = Strength(slug=f"sold-{n}", label=f"{n + 1} mg", amount=n + 1, unit="mg",
+                                dosage_form="tablet", position=20 + n, stock_on_hand=0)
+            strength.packages = [Package(units=30, price_cents=300), Package(units=100, price_cents=900)]
+            thiamine.strengths.append(strength)
+            db.session.flush()
+            add_lot(strength, lot_number=f"L{n}", expiry_date=dt.date.today() + dt.timedelta(days=400),
+                    units=50)
+        db.session.commit()
+        hundreds = db.session.scalars(sa.select(Package.id).join(Strength).where(
+            Strength.slug.like("sold-%"), Package.units == 100).order_by(Strength.position)).all()
+
+    def statements(lines: int) -> int:
+        with app.app_context():
+            db.session.execute(sa.delete(CartLine).where(CartLine.user_id == users["customer"]))
+            db.session.add_all(CartLine(user_id=users["customer"], package_id=pid, quantity=1,
+                                        price_cents_when_added=900) for pid in hundreds[:lines])
+            db.session.commit()
+        client.get("/cart")  # warm up
+        with count_statements() as counter:
+            page = client.get("/cart").get_data(as_text=True)
+        assert page.count("in packs of 100 tablets is sold out. Remove it to check out. "
+                          "Packs of 30 tablets are still in stock.") == lines
+        return counter.count
+
+    assert statements(5) == statements(1)
+
+
 def test_visitor_cart_merges_at_sign_in(app: Flask, users: dict[str, int]) -> None:
     from tests.conftest import sign_in
 
