@@ -37,6 +37,15 @@ class RegisterForm(FlaskForm):
     submit = SubmitField("Create account")
 
 
+class ConfirmRegistrationForm(FlaskForm):
+    """The emailed registration link: the password chosen at registration proves that whoever opens
+    the link is whoever registered (not someone who pre-registered another person's address)."""
+
+    password = PasswordField("Password", validators=[DataRequired("Enter the password you chose."),
+                                                     Length(max=MAX_LENGTH)])
+    submit = SubmitField("Create my account")
+
+
 class SignInForm(FlaskForm):
     email = EmailField("Email address", validators=[DataRequired("Enter your email address."),
                                                     Length(max=254)])

@@ -98,21 +98,35 @@ def register() -> Any:
     return render_template("accounts/register.html", form=form)
 
 
+def _registration_account() -> str:
+    # The per-account limit of the emailed link: the address it registers, keyed as sign-in keys it,
+    # so guessing the password on the link counts like guessing it at sign-in.
+    pending = services.valid_registration((request.view_args or {}).get("token", ""))
+    return limit_key(pending.email) if pending is not None else "registration:?"
+
+
 @bp.route("/register/<token>", methods=["GET", "POST"])
 @access.public
 @limiter.limit("20 per hour", methods=["POST"])
+@limiter.limit(lambda: current_app.config["SIGN_IN_LIMIT_PER_ADDRESS"], methods=["POST"],
+               deduct_when=_failed)
+@limiter.limit(lambda: current_app.config["SIGN_IN_LIMIT_PER_ACCOUNT"], methods=["POST"],
+               key_func=_registration_account, deduct_when=_failed)
 def confirm_registration(token: str) -> Any:
-    """The emailed link: a page with one button (a GET changes nothing); the button makes the account
-    and signs it in."""
+    """The emailed link: a page asking for the password chosen at registration (a GET changes
+    nothing); the right password makes the account and signs it in."""
     pending = services.valid_registration(token)
     if pending is None:
         return render_template("accounts/register_invalid.html"), 404
-    form = forms.ConfirmForm()
+    form = forms.ConfirmRegistrationForm()
     if form.validate_on_submit():
         try:
-            user = services.confirm_registration(token)
-        except services.FormErrors:
-            return render_template("accounts/register_invalid.html"), 404
+            user = services.confirm_registration(token, form.password.data)
+        except services.FormErrors as error:
+            if "token" in error.errors:
+                return render_template("accounts/register_invalid.html"), 404
+            apply_errors(form, error.errors)
+            return render_template("accounts/register_confirm.html", form=form, email=pending.email)
         services.sign_in(user)
         flash("Welcome! Your account is ready.", "success")
         return _after_sign_in("profile.profile")

@@ -212,17 +212,28 @@ def valid_registration(token: str) -> PendingRegistration | None:
     return pending
 
 
-def confirm_registration(token: str) -> User:
-    """Create the account of a registration whose emailed link was opened; the other links for that
-    address stop working.
+def confirm_registration(token: str, password: str) -> User:
+    """Create the account of a registration whose emailed link was opened with the password chosen
+    at registration; the other links for that address stop working. The password is what stops
+    someone who registered another person's address from having that person open their link and
+    then use an account whose password they know.
 
-    :raise FormErrors: the link is unknown, expired, or its address has an account meanwhile.
+    :raise FormErrors: "password" when it is not the one chosen at registration (nothing changes);
+        "token" when the link is unknown, expired, or its address has an account meanwhile.
     """
+    invalid = FormErrors({"token": "This link is invalid, has expired or was already used."})
+    pending = valid_registration(token)
+    # The slow hash before the write lock, as in authenticate.
+    if pending is not None and not passwords.verify_password(pending.password_hash, password):
+        db.session.rollback()
+        raise FormErrors({"password": "That is not the password you chose when you registered."})
+    checked_hash = pending.password_hash if pending is not None else None
     begin_write()
     pending = valid_registration(token)
-    if pending is None or find_user_by_email(pending.email) is not None:
+    if (pending is None or pending.password_hash != checked_hash
+            or find_user_by_email(pending.email) is not None):
         db.session.rollback()
-        raise FormErrors({"token": "This link is invalid, has expired or was already used."})
+        raise invalid
     user = User(
         email=pending.email,
         password_hash=pending.password_hash,
@@ -236,7 +247,7 @@ def confirm_registration(token: str) -> User:
         db.session.flush()
     except sa.exc.IntegrityError:  # PostgreSQL: another link for the address won the race
         db.session.rollback()
-        raise FormErrors({"token": "This link is invalid, has expired or was already used."}) from None
+        raise invalid from None
     db.session.execute(sa.delete(PendingRegistration).where(PendingRegistration.email == user.email))
     audit.record("account.created", object_type="user", object_id=user.id, actor=user, role=user.role,
                  email_confirmed=True)

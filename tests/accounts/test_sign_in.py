@@ -60,7 +60,8 @@ def test_register_emails_a_link_that_makes_the_account_and_signs_in(app: Flask, 
     confirm = browser.get(link)
     assert confirm.status_code == 200 and "Create my account" in confirm.get_data(as_text=True)
     assert user_count(app) == 0  # opening the link (a GET) changes nothing
-    response = browser.post(link, data={"csrf_token": csrf_token(browser, link)})
+    response = browser.post(link, data={"password": "a long and unusual passphrase",
+                                        "csrf_token": csrf_token(browser, link)})
     assert response.status_code == 302 and response.headers["Location"].endswith("/account/profile")
     assert "Welcome! Your account is ready." in browser.get("/account/profile").get_data(as_text=True)
     with app.app_context():
@@ -123,10 +124,47 @@ def test_of_two_links_for_one_address_only_the_first_opened_makes_an_account(app
     second = emailed_link(app, "new.person@example.com")
     assert first != second
     browser = app.test_client()
-    assert browser.post(second, data={"csrf_token": csrf_token(browser, second)}).status_code == 302
+    assert browser.post(second, data={"password": "another long passphrase here",
+                                      "csrf_token": csrf_token(browser, second)}).status_code == 302
     late = app.test_client()
     assert late.get(first).status_code == 404
     assert user_count(app) == 1
+
+
+def test_a_link_opened_with_another_password_makes_no_account(app: Flask) -> None:
+    """Someone registers the victim's address with their own password; the victim registers too and
+    opens the first email. Without the attacker's password that link makes nothing."""
+    register(app.test_client(), password="the attacker's own passphrase")
+    attackers = emailed_link(app, "new.person@example.com")
+    register(app.test_client())  # the victim, with their own password
+    victim = app.test_client()
+    page = victim.get(attackers)
+    assert page.status_code == 200 and 'type="password"' in page.get_data(as_text=True)
+    for password in ["a long and unusual passphrase", ""]:
+        response = victim.post(attackers, data={"password": password,
+                                                "csrf_token": csrf_token(victim, attackers)})
+        assert response.status_code == 200
+        html = response.get_data(as_text=True)
+        assert "not the password you chose" in html or "Enter the password you chose" in html
+    assert user_count(app) == 0
+    assert victim.get("/account").status_code == 302  # not signed in
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(PendingRegistration)) == 2
+    # The victim's own link, with their password, still works.
+    own = emailed_link(app, "new.person@example.com")
+    assert victim.post(own, data={"password": "a long and unusual passphrase",
+                                  "csrf_token": csrf_token(victim, own)}).status_code == 302
+    assert user_count(app) == 1
+
+
+def test_guessing_the_password_of_a_link_is_limited_like_sign_in(app: Flask) -> None:
+    register(app.test_client())
+    link = emailed_link(app, "new.person@example.com")
+    guesses = [app.test_client() for _ in range(6)]
+    answers = [g.post(link, data={"password": f"guess number {n}", "csrf_token": csrf_token(g, link)})
+               .status_code for n, g in enumerate(guesses)]
+    assert answers[:5] == [200] * 5 and answers[5] == 429
+    assert user_count(app) == 0
 
 
 def test_a_registration_link_expires(app: Flask) -> None:

@@ -108,6 +108,14 @@ def test_register_profile_address_sign_out_and_in_journey(live_server: str, arti
         emailed = page.locator("a[href*='/account/register/']").first.get_attribute("href")
         page.goto(live_server + urlsplit(emailed).path)  # emails link to PUBLIC_URL, not this test server
         expect(page.get_by_role("heading", level=1)).to_have_text("Finish creating your account")
+        # The link asks for the password chosen at registration: a wrong one makes nothing.
+        confirm_password = page.get_by_label("Password", exact=True)
+        confirm_password.fill("not the passphrase chosen")
+        page.get_by_role("button", name="Create my account").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Finish creating your account")
+        expect(page.get_by_text(re.compile(r"^That is not the password you chose"))).to_be_visible()
+        expect(confirm_password).to_have_attribute("aria-invalid", "true")
+        confirm_password.fill(PASSPHRASE)
         page.get_by_role("button", name="Create my account").click()
 
         # The profile: personal details first.
