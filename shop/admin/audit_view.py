@@ -26,6 +26,7 @@ from shop.accounts.models import Address, User
 from shop.audit import AuditEvent
 from shop.catalog.models import Monograph, Package, Product, Strength
 from shop.database import LIKE_ESCAPE, contains_pattern
+from shop.dates import range_end, range_start
 from shop.extensions import db
 from shop.numbers import parse_id
 from shop.orders.models import STATUS_LABELS, Order
@@ -189,11 +190,10 @@ def _statement(filters: Filters, before: int | None) -> sa.Select:
         stmt = stmt.where(AuditEvent.action == filters.action)
     else:  # asked for by its code, every password step is shown
         stmt = stmt.where(sa.not_(_folded_password_step()))
-    if filters.date_from:
-        stmt = stmt.where(AuditEvent.at >= dt.datetime.combine(filters.date_from, dt.time.min))
-    if filters.date_to and filters.date_to < dt.date.max:  # the last day there is has no day after
-        day_after = filters.date_to + dt.timedelta(days=1)
-        stmt = stmt.where(AuditEvent.at < dt.datetime.combine(day_after, dt.time.min))
+    if (start := range_start(filters.date_from)) is not None:
+        stmt = stmt.where(AuditEvent.at >= start)
+    if (end := range_end(filters.date_to)) is not None:
+        stmt = stmt.where(AuditEvent.at < end)
     if before:
         stmt = stmt.where(AuditEvent.id < before)
     return stmt

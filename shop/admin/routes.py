@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Blueprint, current_app, render_template, request
 
 from shop import access
 from shop.admin import audit_view
+from shop.dates import parse_date
 from shop.numbers import parse_id
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-
-
-def _date_arg(name: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(request.args.get(name, ""))
-    except ValueError:
-        return None
 
 
 @bp.get("/")
@@ -37,7 +29,7 @@ def audit_log() -> str:
         actor=request.args.get("actor", "").strip().lower()[:254],
         kind=kind if kind in audit_view.KINDS else "",
         action=request.args.get("action", "").strip()[:60],
-        date_from=_date_arg("from"), date_to=_date_arg("to"))
+        date_from=parse_date(request.args.get("from")), date_to=parse_date(request.args.get("to")))
     # Admins may see whose prescription an entry is about.
     shown = audit_view.page(filters, before, currency=current_app.config["CURRENCY"], may_see_patients=True)
     return render_template("admin/audit.html", page=shown, filters=filters.query_args(),

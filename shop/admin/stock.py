@@ -22,6 +22,7 @@ from shop.accounts.models import User
 from shop.admin.common import Refused, refuse
 from shop.catalog.models import Package, Product, Strength
 from shop.database import begin_write
+from shop.dates import range_end, range_start
 from shop.extensions import db
 from shop.inventory import services as inventory
 from shop.inventory.models import ADJUSTMENT_REASONS, MOVEMENT_KINDS, StockLot, StockMovement
@@ -208,11 +209,10 @@ def ledger(filters: LedgerFilter, before: int | None = None, limit: int = LEDGER
         stmt = stmt.where(StockMovement.lot_id == filters.lot_id)
     if filters.kind in MOVEMENT_KINDS:
         stmt = stmt.where(StockMovement.kind == filters.kind)
-    if filters.date_from:
-        stmt = stmt.where(StockMovement.at >= dt.datetime.combine(filters.date_from, dt.time.min))
-    if filters.date_to:
-        stmt = stmt.where(StockMovement.at < dt.datetime.combine(filters.date_to + dt.timedelta(days=1),
-                                                                  dt.time.min))
+    if (start := range_start(filters.date_from)) is not None:
+        stmt = stmt.where(StockMovement.at >= start)
+    if (end := range_end(filters.date_to)) is not None:
+        stmt = stmt.where(StockMovement.at < end)
     if before:
         stmt = stmt.where(StockMovement.id < before)
     rows = [LedgerLine(*row) for row in db.session.execute(stmt).unique()]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +16,7 @@ from shop import access
 from shop.admin import csv_files, stock, stock_csv
 from shop.admin.common import Refused, or_404
 from shop.catalog.models import Product, Strength
+from shop.dates import parse_date
 from shop.extensions import db
 from shop.form_errors import apply_errors
 from shop.inventory.models import ADJUSTMENT_REASONS, MOVEMENT_KINDS
@@ -174,13 +174,6 @@ def _int_arg(name: str) -> int | None:
     return parse_id(request.args.get(name))
 
 
-def _date_arg(name: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(request.args.get(name, ""))
-    except ValueError:
-        return None
-
-
 @bp.get("/ledger")
 @access.admin
 def ledger() -> str:
@@ -188,7 +181,8 @@ def ledger() -> str:
     kind = request.args.get("kind", "")
     filters = stock.LedgerFilter(strength_id=_int_arg("strength"), lot_id=_int_arg("lot"),
                                  kind=kind if kind in MOVEMENT_KINDS else None,
-                                 date_from=_date_arg("from"), date_to=_date_arg("to"))
+                                 date_from=parse_date(request.args.get("from")),
+                                 date_to=parse_date(request.args.get("to")))
     page = stock.ledger(filters, before=_int_arg("before"))
     strengths = db.session.execute(
         sa.select(Strength.id, Product.name, Strength.label).join(Product, Product.id == Strength.product_id)

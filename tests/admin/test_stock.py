@@ -262,6 +262,26 @@ def test_the_ledger_pages_newest_first(app: Flask, admin: FlaskClient, nal50: in
     assert rest.count("<time") == 3 and "Damaged: broken 45" not in rest and "Damaged: broken 1<" not in rest
 
 
+@pytest.mark.parametrize("query", ["to=9999-12-31", "from=0001-01-01", "from=9999-12-31&to=0001-01-01",
+                                   "from=0001-01-01&to=9999-12-31", "to=99999-01-01"])
+def test_a_ledger_date_at_the_end_of_the_calendar_is_a_filter_not_a_failure(
+        admin: FlaskClient, nal50: int, query: str) -> None:
+    page = admin.get(f"/admin/stock/ledger?strength={nal50}&{query}")
+    assert page.status_code == 200
+    empty = query == "from=9999-12-31&to=0001-01-01"
+    assert page.get_data(as_text=True).count("<time") == (0 if empty else 1)  # the demo lot's receipt
+
+
+def test_a_range_of_days_ends_before_the_day_after_its_last() -> None:
+    from shop.dates import parse_date, range_end, range_start
+
+    assert range_end(dt.date(2026, 3, 1)) == dt.datetime(2026, 3, 2)
+    assert range_end(dt.date.max) is None and range_end(None) is None
+    assert range_start(dt.date.min) == dt.datetime(1, 1, 1) and range_start(None) is None
+    assert [parse_date(t) for t in ("2026-03-01", " 9999-12-31 ", "9999-12-32", "", "\x00", None)] == [
+        dt.date(2026, 3, 1), dt.date.max, None, None, None, None]
+
+
 # Expiry -----------------------------------------------------------------------------------------
 
 
