@@ -37,6 +37,25 @@ def test_the_mailbox_does_not_exist_for_anyone_else(app: Flask, a_password_link:
     assert LINK not in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1:5000", "LOCALHOST:8000", "[::1]:5000", "[::1]"])
+def test_the_mailbox_answers_loopback_names_on_any_port(app: Flask, a_password_link: None, host: str) -> None:
+    response = app.test_client().get("/dev/mailbox", headers={"Host": host},
+                                     environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert response.status_code == 200 and LINK in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:5000", "localhost.evil.example",
+                                  "127.0.0.1.evil.example", "[::1].evil.example", ""])
+def test_the_mailbox_does_not_exist_under_another_name_even_from_this_machine(
+    app: Flask, a_password_link: None, host: str
+) -> None:
+    """DNS rebinding: a page at evil.example points its name at 127.0.0.1 and reads the answer."""
+    response = app.test_client().get("/dev/mailbox", headers={"Host": host},
+                                     environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert response.status_code == 404
+    assert LINK not in response.get_data(as_text=True)
+
+
 def _production_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://shop@127.0.0.1/shop")
     for name, value in {
