@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.orm import joinedload
 
 from shop import audit, money
@@ -87,18 +90,30 @@ class ImportReport:
 
 class ImportNeedsConfirmation(Exception):
     """Nothing was imported: the file is good but gives per-pill warnings. `report` says what applying
-    it would do; `accept` names these very warnings (import_csv(accept=...) applies the file while they
-    are still the warnings it gives)."""
+    it would do; `accept` vouches for this very file with these warnings and this report
+    (import_csv(accept=...) applies the file while they are still what it gives)."""
 
-    def __init__(self, warnings: list[str], report: ImportReport) -> None:
+    def __init__(self, warnings: list[str], report: ImportReport, accept: str) -> None:
         super().__init__("; ".join(warnings))
         self.warnings = warnings
         self.report = report
-        self.accept = warnings_key(warnings)
+        self.accept = accept
 
 
-def warnings_key(warnings: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(warnings).encode()).hexdigest()
+def confirmation_key(data: bytes, warnings: Sequence[str], report: ImportReport) -> str:
+    """What the admin saw and accepted, signed with the app's secret key: the file's bytes, its warnings
+    and the report's counts. Another file (say, one that also retires a package) with the same warnings
+    gets another key, and nobody without the secret key can make one."""
+    secret = current_app.config["SECRET_KEY"]
+    mac = hmac.new(secret.encode() if isinstance(secret, str) else secret, digestmod=hashlib.sha256)
+    mac.update(hashlib.sha256(data).digest())  # fixed length: the file cannot run into what follows
+    mac.update(json.dumps([list(warnings), [report.rows, report.changed_rows, report.price_changes,
+                                            report.retired, report.restored]]).encode())
+    return mac.hexdigest()
+
+
+def _accepted(accept: str | None, key: str) -> bool:
+    return accept is not None and hmac.compare_digest(accept.encode(), key.encode())
 
 
 @dataclass
@@ -236,8 +251,8 @@ def import_csv(data: bytes, actor: User, *, filename: str = "", accept: str | No
 
     Rows name existing packages by (product_slug, strength_slug, units) and may change their price
     and whether they are on sale. A good file is applied in one transaction, with a history row and
-    an audit row per change. A file that gives per-pill warnings is applied only when `accept` is the
-    key of exactly the warnings it gives now (what the admin saw and accepted).
+    an audit row per change. A file that gives per-pill warnings is applied only when `accept` is its
+    confirmation_key with the warnings and report it gives now (what the admin saw and accepted).
 
     :raise ImportRefused: with the reason, and each bad row with its line number.
     :raise ImportNeedsConfirmation: the file gives warnings not accepted; nothing is applied.
@@ -257,8 +272,10 @@ def import_csv(data: bytes, actor: User, *, filename: str = "", accept: str | No
         good = _checked_rows(rows, all_packages)
         warnings = _warnings(good, all_packages)
         report = _report(good, warnings)
-        if warnings and accept != warnings_key(warnings):
-            raise ImportNeedsConfirmation(warnings, report)
+        if warnings:
+            key = confirmation_key(data, warnings, report)
+            if not _accepted(accept, key):
+                raise ImportNeedsConfirmation(warnings, report, key)
         reason = f"CSV import {filename}".strip()[:REASON_MAX]
         for row in good:
             package = row.package

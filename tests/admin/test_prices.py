@@ -3,6 +3,7 @@ changes, carts and orders after a change, CSV export/import, and who may use it.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
 import io
@@ -760,6 +761,30 @@ def test_a_confirmation_is_refused_when_the_warnings_changed_meanwhile(app: Flas
     # The page offers the new warnings to confirm; confirming them applies the file.
     assert admin.post("/admin/prices/import/confirm", data=confirm_form(page)).status_code == 302
     assert state(app, packs[60]) == (44000, 2, True)
+
+
+def test_a_confirmation_applies_only_the_file_that_was_checked(app: Flask, admin: FlaskClient) -> None:
+    """The confirmation vouches for the file itself: another file with the same warnings (here one that
+    also retires the 90 pack) does not get through with the first file's confirmation."""
+    _, packs = ids(app)
+    checked_file = "product_slug,strength_slug,units,price,active\nnaltrexone,50-mg,60,440.00,true\n"
+    checked = confirm_form(upload(admin, checked_file).get_data(as_text=True))
+    other_file = checked_file + "naltrexone,50-mg,90,595.68,false\n"
+    other = confirm_form(upload(admin, other_file).get_data(as_text=True))
+    assert other["accept"] != checked["accept"]
+
+    forged = checked | {"content": base64.b64encode(other_file.encode()).decode()}
+    response = admin.post("/admin/prices/import/confirm", data=forged)
+    assert response.status_code == 409
+    page = html.unescape(response.get_data(as_text=True))
+    assert "or this is not the file you checked" in page and "retire 1 and restore 0" in page
+    assert state(app, packs[60]) == (40546, 1, True) and state(app, packs[90]) == (59568, 1, True)
+    assert changes(app) == []
+    for bad in ("é" * 64, "0" * 64):  # not even hexadecimal, or a guess: refused the same way
+        assert admin.post("/admin/prices/import/confirm", data=checked | {"accept": bad}).status_code == 409
+    assert changes(app) == []
+    assert admin.post("/admin/prices/import/confirm", data=checked).status_code == 302
+    assert state(app, packs[60]) == (44000, 2, True) and state(app, packs[90]) == (59568, 1, True)
 
 
 @pytest.mark.parametrize("content", ["", "not base64!", "QUJD" * 1_000_000])
