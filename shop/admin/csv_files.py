@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -41,7 +42,8 @@ class CsvLayout:
 class CsvRow:
     line: int  # the file's line number
     cells: dict[str, str]  # every column of the layout, trimmed; "" where the line has no value
-    problem: str | None = None  # set when the line has more or fewer values than the header
+    problem: str | None = None  # set when the line has more or fewer values than the header, or a
+    # cell holds a control character
 
 
 def size_text(size: int) -> str:
@@ -58,6 +60,16 @@ def from_spreadsheet(text: str) -> str:
     return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
 
 
+def _control_character_problem(cells: dict[str, str]) -> str | None:
+    """A cell holding a control character (NUL, a tab, a line break inside quotes...): no column means
+    one, and PostgreSQL refuses a NUL in text."""
+    for name, value in cells.items():
+        if bad := next((char for char in value if unicodedata.category(char) == "Cc"), None):
+            return (f"{name} holds a control character (U+{ord(bad):04X}); a cell may hold only printable "
+                    "text, without tabs or line breaks.")
+    return None
+
+
 def _header_problem(header: list[str], layout: CsvLayout) -> str | None:
     missing = [name for name in layout.columns if name not in header and name not in layout.optional]
     unknown = [name for name in header if name not in layout.columns]
@@ -72,7 +84,8 @@ def _header_problem(header: list[str], layout: CsvLayout) -> str | None:
 
 def read_csv(data: bytes, layout: CsvLayout) -> list[CsvRow]:
     """The rows below the header, blank lines skipped. A line whose number of values differs from the
-    header's is returned with a `problem`, for the importer to list with the other rows' problems.
+    header's, or with a control character in a cell, is returned with a `problem`, for the importer
+    to list with the other rows' problems.
 
     :raise CsvRefused: the file is empty, too large, not UTF-8, has the wrong header, too many rows,
         a line that is not valid CSV, or no rows.
@@ -99,7 +112,7 @@ def read_csv(data: bytes, layout: CsvLayout) -> list[CsvRow]:
                 cells[name] = from_spreadsheet(value.strip())
             width = None if len(values) == len(header) else (f"Expected {len(header)} values, found "
                                                                 f"{len(values)}.")
-            rows.append(CsvRow(reader.line_num, cells, width))
+            rows.append(CsvRow(reader.line_num, cells, width or _control_character_problem(cells)))
             if len(rows) > layout.max_rows:
                 raise CsvRefused(f"The file has more than {layout.max_rows:,} rows.")
     except csv.Error as error:
