@@ -81,9 +81,6 @@ def upgrade():
         batch_op.create_check_constraint(op.f('ck_password_reset_purpose'), "purpose IN ('reset', 'invitation')")
     _mark_invitations()
 
-    with op.batch_alter_table('user_session', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('totp_setup_secret', sa.String(length=200), nullable=True))
-
     op.create_table('pending_registration',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
@@ -123,8 +120,6 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_pending_registration_email'))
 
     op.drop_table('pending_registration')
-    with op.batch_alter_table('user_session', schema=None) as batch_op:
-        batch_op.drop_column('totp_setup_secret')
 
     with op.batch_alter_table('password_reset', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('ck_password_reset_purpose'), type_='check')

@@ -88,9 +88,6 @@ class UserSession(db.Model):
     two_factor_done: Mapped[bool] = mapped_column(default=False)
     ip: Mapped[str | None] = mapped_column(sa.String(45))
     user_agent: Mapped[str] = mapped_column(sa.String(200), default="")
-    # The two-factor secret being set up in this browser, sealed by secret_box: kept here rather than
-    # in the session cookie, which is signed but readable by anyone who holds it.
-    totp_setup_secret: Mapped[str | None] = mapped_column(sa.String(200))
 
     user: Mapped[User] = relationship()
 

@@ -42,9 +42,6 @@ class UnreadableSecret(ValueError):
 
 
 TOTP_COLUMN = "user_account.totp_secret"
-# The secret a browser is setting up (UserSession.totp_setup_secret): a column of its own in the
-# associated data, so a value cannot be moved between the two columns either.
-SETUP_COLUMN = "user_session.totp_setup_secret"
 
 
 def _associated_data(user_id: int, column: str = TOTP_COLUMN) -> bytes:

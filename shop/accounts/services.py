@@ -25,7 +25,6 @@ from shop.accounts.models import (
     PendingRegistration,
     ProfileEntry,
     User,
-    UserSession,
 )
 from shop.audit import utcnow
 from shop.database import begin_write
@@ -307,30 +306,14 @@ def complete_second_factor(user: User, code: str) -> bool:
     return True
 
 
-def _open_setup_secret(row: UserSession) -> str | None:
-    if not row.totp_setup_secret:
-        return None
-    try:
-        return secret_box.open_(row.user_id, row.totp_setup_secret, secret_box.SETUP_COLUMN)
-    except secret_box.UnreadableSecret:
-        return None  # another key, or tampered: a fresh secret replaces it
-
-
 def two_factor_setup_secret(user: User) -> str:
-    """The two-factor secret this browser is setting up for `user`, made on first use. It is kept
-    sealed in the session's row, never in the session cookie, which is signed but readable by anyone
-    who holds it; the page shows it (and its QR code) only to the signed-in browser."""
+    """The two-factor secret this browser is setting up for `user`: derived on the server, so the page
+    (a GET) stores nothing and the confirming POST computes the same secret. Never in the session
+    cookie, which is signed but readable by anyone who holds it; the page shows it (and its QR code)
+    only to the signed-in browser."""
     row = sessions.current()
     assert row is not None and row.user_id == user.id  # the access rule requires this browser's session
-    secret = _open_setup_secret(row)
-    if secret is None:
-        begin_write()
-        secret = _open_setup_secret(row)  # read again under the write lock: another tab may have made it
-        if secret is None:
-            secret = two_factor.new_secret()
-            row.totp_setup_secret = secret_box.seal(user.id, secret, secret_box.SETUP_COLUMN)
-            db.session.commit()
-    return secret
+    return two_factor.setup_secret(row.id, row.token_hash, user.id)
 
 
 def enable_two_factor(user: User, secret: str, code: str) -> list[str] | None:
@@ -345,8 +328,6 @@ def enable_two_factor(user: User, secret: str, code: str) -> list[str] | None:
     user.totp_last_step = step
     codes = two_factor.new_recovery_codes(user)
     row = sessions.current()
-    if row is not None:
-        row.totp_setup_secret = None  # set up: the secret lives in the account now
     if row is not None and not row.two_factor_done:
         row.two_factor_done = True
         user.last_sign_in_at = utcnow()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -25,6 +26,16 @@ SIX_DIGITS = re.compile(r"[0-9]{6}")
 
 def new_secret() -> str:
     return pyotp.random_base32()
+
+
+def setup_secret(session_id: int, session_token_hash: str, user_id: int) -> str:
+    """The secret a signed-in browser is offered to set up: an HMAC under the account secrets key
+    (ACCOUNT_SECRETS_KEY, known only to the server) of that browser's session and the user, so it is
+    the same on every visit of that session, differs for every other session and is stored nowhere
+    until enrolment seals it in the account. 160 bits, base32, like new_secret()."""
+    message = f"totp-setup:v1:{session_id}:{session_token_hash}:{user_id}".encode()
+    digest = hmac.new(secret_box.app_key(current_app), message, hashlib.sha256).digest()
+    return base64.b32encode(digest[:20]).decode("ascii")
 
 
 def provisioning_uri(secret: str, email: str, issuer: str = ISSUER) -> str:

@@ -32,6 +32,13 @@ def shown_secret(html: str) -> str:
     return re.search(r'<code class="secret">([A-Z2-7]+)</code>', html).group(1)
 
 
+def session_rows(app: Flask, user_id: int) -> list[tuple[object, ...]]:
+    with app.app_context():
+        return [tuple(row) for row in db.session.execute(
+            sa.select(*UserSession.__table__.columns).where(UserSession.user_id == user_id)
+            .order_by(UserSession.id))]
+
+
 def test_the_setup_secret_is_not_in_the_cookie_and_enrolment_still_works(
     app: Flask, make_user: Callable[..., int]
 ) -> None:
@@ -43,17 +50,20 @@ def test_the_setup_secret_is_not_in_the_cookie_and_enrolment_still_works(
     client = app.test_client()
     client.post("/account/sign-in", data={
         "email": "new.staff@example.com", "password": TEST_PASSWORD, "csrf_token": csrf_token(client)})
+    before = session_rows(app, user_id)
     secret = shown_secret(client.get("/account/sign-in/enrol").get_data(as_text=True))
     # The same secret on the next visit (the QR code stays valid), and never in the cookie.
     assert shown_secret(client.get("/account/sign-in/enrol").get_data(as_text=True)) == secret
+    assert session_rows(app, user_id) == before  # showing the page (a GET) changes nothing
+    assert len(secret) == 32  # 160 bits, like pyotp.random_base32()
     cookie = readable_cookie(client)
     assert "sid" in cookie  # the cookie was read: it holds the session's token and nothing more
     assert secret not in cookie and secret.lower() not in cookie.lower()
-    with app.app_context():
-        stored = db.session.scalars(sa.select(UserSession.totp_setup_secret)
-                                    .where(UserSession.user_id == user_id)).one()
-        assert secret not in stored  # sealed for this account, like the enrolled secret
-        assert secret_box.open_(user_id, stored, secret_box.SETUP_COLUMN) == secret
+    # Another browser signing in to the same account is offered another secret.
+    other = app.test_client()
+    other.post("/account/sign-in", data={
+        "email": "new.staff@example.com", "password": TEST_PASSWORD, "csrf_token": csrf_token(other)})
+    assert shown_secret(other.get("/account/sign-in/enrol").get_data(as_text=True)) != secret
 
     response = client.post("/account/sign-in/enrol", data={
         "code": pyotp.TOTP(secret).now(), "csrf_token": csrf_token(client, "/account/sign-in/enrol")})
@@ -62,16 +72,18 @@ def test_the_setup_secret_is_not_in_the_cookie_and_enrolment_still_works(
     with app.app_context():
         user = db.session.get(User, user_id)
         assert user.totp_enabled and secret_box.open_(user_id, user.totp_secret) == secret
-        # Set up: the browser's copy is gone.
-        assert db.session.scalars(sa.select(UserSession.totp_setup_secret)
-                                  .where(UserSession.user_id == user_id)).all() == [None]
 
 
 def test_a_customer_turning_it_on_keeps_the_secret_off_the_cookie_too(
     app: Flask, signed_in: Callable[[str], FlaskClient]
 ) -> None:
     client = signed_in("customer")
+    with app.app_context():
+        user_id = db.session.scalars(sa.select(UserSession.user_id)).one()
+    before = session_rows(app, user_id)
     secret = shown_secret(client.get("/account/two-factor").get_data(as_text=True))
+    assert shown_secret(client.get("/account/two-factor").get_data(as_text=True)) == secret
+    assert session_rows(app, user_id) == before  # a GET changes nothing
     assert secret not in readable_cookie(client)
     response = client.post("/account/two-factor", data={
         "code": pyotp.TOTP(secret).now(), "csrf_token": csrf_token(client, "/account/two-factor")})
