@@ -319,6 +319,9 @@ def _import(form: ImportForm, data: bytes, filename: str, *, accept: str | None)
             "changed_meanwhile": accept is not None})
     flash(f"Imported {report.rows} rows: {report.price_changes} price(s) changed, {report.retired} "
           f"package(s) retired, {report.restored} restored, {report.unchanged} row(s) unchanged.", "success")
+    if report.unversioned:
+        flash(f"{report.unversioned} row(s) had no version from an export: they were applied as they are, "
+              "over any change made to those packages meanwhile.", "info")
     for warning in report.warnings:
         flash(f"Applied despite this warning: {warning}", "info")
     return redirect(url_for("admin_prices.index"))

@@ -36,27 +36,30 @@ from shop.admin.prices import (
 from shop.audit import utcnow
 from shop.catalog.models import Package, Product, Strength
 from shop.extensions import db
+from shop.numbers import parse_int
 
-# price_when_exported is the price the export wrote: a row whose price still equals it was not edited
-# and changes no price, so a file exported earlier never writes back a price changed since (as the
-# price editor saves only the fields typed over). A file made by hand may leave it out.
-LAYOUT = csv_files.CsvLayout(columns=("product_slug", "strength_slug", "units", "price", "active",
-                                      "price_when_exported"),
-                             max_bytes=1024 * 1024, max_rows=5_000, optional=("price_when_exported",))
+# version is the package's version when the file was exported (Package.version, bumped by every change
+# of its price or of whether it is on sale). A row of a package changed since may only say what the
+# package is now: a file exported earlier never undoes a price change, a retirement or a restore made
+# after it (the price editor's version rule, for files). A file made by hand may leave the column out
+# (or a row its cell): its rows are then applied as they are, over any change made meanwhile, as the
+# admin typed them with no export to compare with; the import's message says so.
+LAYOUT = csv_files.CsvLayout(columns=("product_slug", "strength_slug", "units", "price", "active", "version"),
+                             max_bytes=1024 * 1024, max_rows=5_000, optional=("version",))
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
 
 
 def export_csv() -> str:
-    """Every package, on sale or retired: product_slug,strength_slug,units,price,active and the price
-    again as price_when_exported."""
+    """Every package, on sale or retired: product_slug,strength_slug,units,price,active and its version."""
     rows = db.session.execute(
-        sa.select(Product.slug, Strength.slug, Package.units, Package.price_cents, Package.active)
+        sa.select(Product.slug, Strength.slug, Package.units, Package.price_cents, Package.active,
+                  Package.version)
         .join(Strength, Strength.product_id == Product.id).join(Package, Package.strength_id == Strength.id)
         .order_by(Product.slug, Strength.position, Strength.id, Package.units)).all()
     return csv_files.csv_text(LAYOUT.columns, (
-        (product_slug, strength_slug, units, plain_amount(price), "true" if active else "false",
-         plain_amount(price)) for product_slug, strength_slug, units, price, active in rows))
+        (product_slug, strength_slug, units, plain_amount(price), "true" if active else "false", version)
+        for product_slug, strength_slug, units, price, active, version in rows))
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class ImportReport:
     retired: int
     restored: int
     warnings: list[str] = field(default_factory=list)  # per-pill warnings the admin chose to accept
+    unversioned: int = 0  # rows without a version: applied as they are, over any change made meanwhile
 
     @property
     def unchanged(self) -> int:
@@ -122,7 +126,7 @@ class _Row:
     package: Package
     price: int
     active: bool
-    exported: int | None = None  # price_when_exported, when the file has it
+    unversioned: bool  # no version to compare with: applied as it is
 
 
 def _clause(text: str) -> str:
@@ -137,12 +141,12 @@ def _check_row(row: csv_files.CsvRow, packages: Mapping[tuple[str, str, int], Pa
     values = row.cells
     problems = [f"{name} is empty" for name in LAYOUT.columns
                 if not values[name] and name not in LAYOUT.optional]
-    exported = None
-    if values["price_when_exported"]:
-        try:
-            exported = parse_typed_price(values["price_when_exported"])
-        except money.InvalidPrice as error:
-            problems.append(f"price_when_exported {values['price_when_exported']!r}: {_clause(str(error))}")
+    version = None
+    if values["version"]:
+        version = parse_int(values["version"], minimum=1)
+        if version is None:
+            problems.append(f"version {values['version']!r}: not a version the export writes (leave it "
+                            "as exported)")
     units = price = 0
     active = False
     if values["units"]:
@@ -166,7 +170,23 @@ def _check_row(row: csv_files.CsvRow, packages: Mapping[tuple[str, str, int], Pa
         if package is None:
             problems.append(f"no {units} pack of {values['product_slug']} {values['strength_slug']}: the "
                             "import changes existing packages only (add new sizes in the price editor)")
-    return package, price, active, exported, problems
+    return package, price, active, version, problems
+
+
+def _changed_since(package: Package, price: int, active: bool, version: int | None) -> str:
+    """Why a row may not be applied: its package changed after the file was exported and the row does
+    not say what the package is now ('' when it may)."""
+    if version is None or version == package.version or (price, active) == (package.price_cents,
+                                                                               package.active):
+        return ""
+    now = []
+    if price != package.price_cents:
+        now.append(f"costs {money.format_cents(package.price_cents, package.currency)}")
+    if active != package.active:
+        now.append("is on sale again" if package.active else "is retired")
+    return (f"the package was changed after the file was exported (version {version}, now "
+            f"{package.version}) and now {' and '.join(now)}: export the prices again and make this "
+            "change there")
 
 
 def _checked_rows(rows: list[csv_files.CsvRow], all_packages: Sequence[Package]) -> list[_Row]:
@@ -176,22 +196,17 @@ def _checked_rows(rows: list[csv_files.CsvRow], all_packages: Sequence[Package])
     seen: dict[int, int] = {}  # package id -> line
     good: list[_Row] = []
     for row in rows:
-        package, price, active, exported, reasons = _check_row(row, by_key)
+        package, price, active, version, reasons = _check_row(row, by_key)
         if package is not None and package.id in seen:
             reasons.append(f"the same package as line {seen[package.id]}")
-        if package is not None and exported is not None and not reasons:
-            if price == exported:
-                price = package.price_cents  # not edited: whatever it is now stays
-            elif price != package.price_cents != exported:  # the same price again loses nothing
-                now = money.format_cents(package.price_cents, package.currency)
-                reasons.append(f"the price was changed to {now} after the file was exported: export the "
-                               "prices again and make this change there")
+        if package is not None and not reasons:
+            reasons = [reason for reason in [_changed_since(package, price, active, version)] if reason]
         if reasons:
             problems.append(RowProblem(row.line, "; ".join(reasons)))
             continue
         assert package is not None
         seen[package.id] = row.line
-        good.append(_Row(row.line, package, price, active, exported))
+        good.append(_Row(row.line, package, price, active, version is None))
     # A strength on sale must keep at least one package on sale (see prices.retire_package).
     final = {p.id: p.active for p in all_packages} | {r.package.id: r.active for r in good}
     on_sale_after: dict[int, int] = {}
@@ -242,7 +257,8 @@ def _report(good: Sequence[_Row], warnings: list[str]) -> ImportReport:
         prices_changed += price_changed
         retired += active_changed and not row.active
         restored += active_changed and row.active
-    return ImportReport(len(good), changed_rows, prices_changed, retired, restored, warnings)
+    return ImportReport(len(good), changed_rows, prices_changed, retired, restored, warnings,
+                        sum(row.unversioned for row in good))
 
 
 def import_csv(data: bytes, actor: User, *, filename: str = "", accept: str | None = None,

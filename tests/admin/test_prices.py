@@ -628,8 +628,8 @@ def test_the_export_lists_every_package(app: Flask, admin: FlaskClient) -> None:
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="prices-')
     lines = response.get_data(as_text=True).splitlines()
-    assert lines[0] == "product_slug,strength_slug,units,price,active,price_when_exported"
-    assert "naltrexone,50-mg,60,405.46,true,405.46" in lines
+    assert lines[0] == "product_slug,strength_slug,units,price,active,version"
+    assert "naltrexone,50-mg,60,405.46,true,1" in lines
     with app.app_context():
         assert len(lines) - 1 == db.session.scalar(sa.select(sa.func.count(Package.id)))
 
@@ -695,24 +695,74 @@ def test_a_file_with_bad_rows_applies_nothing_and_lists_each_one(app: Flask, adm
 
 
 def test_an_old_export_never_writes_back_a_price_changed_since(app: Flask, admin: FlaskClient) -> None:
-    """A row whose price still equals its price_when_exported was not edited and changes nothing; an edited
-    row whose price was changed since the export is refused (the price editor's rule, for files)."""
+    """A row of a package changed since the export must say what the package is now; an edited row of
+    such a package is refused (the price editor's version rule, for files)."""
     strength_id, packs = ids(app)
     exported = admin.get("/admin/prices/export.csv").get_data(as_text=True)
     assert submit(admin, strength_id, {packs[90]: "580.00"}).status_code == 302  # after the export
 
-    edited = exported.replace("naltrexone,50-mg,60,405.46,true", "naltrexone,50-mg,60,399.00,true")
+    for stale in (exported.replace("naltrexone,50-mg,60,405.46,true", "naltrexone,50-mg,60,399.00,true"),
+                  exported.replace("naltrexone,50-mg,90,595.68,true", "naltrexone,50-mg,90,590.00,true")):
+        response = upload(admin, stale)
+        assert response.status_code == 422
+        [problem] = table(html.unescape(response.get_data(as_text=True)), "Rows with problems")
+        assert problem[1] == ("the package was changed after the file was exported (version 1, now 2) and "
+                              "now costs $580.00: export the prices again and make this change there")
+        assert state(app, packs[90]) == (58000, 2, True) and state(app, packs[60]) == (40546, 1, True)
+    # A row saying what the package is now is fine.
+    edited = (exported.replace("naltrexone,50-mg,60,405.46,true", "naltrexone,50-mg,60,399.00,true")
+              .replace("naltrexone,50-mg,90,595.68,true", "naltrexone,50-mg,90,580.00,true"))
     assert upload(admin, edited).status_code == 302
-    assert state(app, packs[60]) == (39900, 2, True)
-    assert state(app, packs[90]) == (58000, 2, True)  # the row still said 595.68: not written back
+    assert state(app, packs[60]) == (39900, 2, True) and state(app, packs[90]) == (58000, 2, True)
 
-    stale = exported.replace("naltrexone,50-mg,90,595.68,true", "naltrexone,50-mg,90,590.00,true")
-    response = upload(admin, stale)
+
+def test_an_old_export_never_undoes_a_retirement_or_a_restore(app: Flask, admin: FlaskClient) -> None:
+    """Admin A exports, admin B retires the 90 pack (a recall): A's old file with an unrelated edit is
+    refused as a whole and the 90 pack stays off sale; likewise a restore is not undone."""
+    _, packs = ids(app)
+    exported = admin.get("/admin/prices/export.csv").get_data(as_text=True)
+    with app.app_context():
+        admin_user = db.session.scalars(sa.select(User).where(User.role == "admin")).first()
+        prices.retire_package(packs[90], 1, admin_user)
+    edited = exported.replace("naltrexone,50-mg,60,405.46,true", "naltrexone,50-mg,60,399.00,true")
+    response = upload(admin, edited)
     assert response.status_code == 422
-    [problem] = table(html.unescape(response.get_data(as_text=True)), "Rows with problems")
-    assert problem[1] == ("the price was changed to $580.00 after the file was exported: export the prices "
-                          "again and make this change there")
-    assert state(app, packs[90]) == (58000, 2, True) and state(app, packs[60]) == (39900, 2, True)
+    page = html.unescape(response.get_data(as_text=True))
+    [(line, problem)] = table(page, "Rows with problems")
+    assert line == str(exported.splitlines().index("naltrexone,50-mg,90,595.68,true,1") + 1)
+    assert problem == ("the package was changed after the file was exported (version 1, now 2) and now is "
+                       "retired: export the prices again and make this change there")
+    assert state(app, packs[90]) == (59568, 2, False) and state(app, packs[60]) == (40546, 1, True)
+    assert changes(app)[-1].kind == "retired" and len(changes(app)) == 1
+
+    # Exported while retired, restored meanwhile: the old file's "false" does not retire it again.
+    exported = admin.get("/admin/prices/export.csv").get_data(as_text=True)
+    with app.app_context():
+        admin_user = db.session.scalars(sa.select(User).where(User.role == "admin")).first()
+        prices.restore_package(packs[90], 2, admin_user)
+    response = upload(admin, exported.replace("naltrexone,50-mg,60,405.46,true", "naltrexone,50-mg,60,399.00,true"))
+    assert response.status_code == 422
+    assert "now is on sale again" in html.unescape(response.get_data(as_text=True))
+    assert state(app, packs[90]) == (59568, 3, True) and state(app, packs[60]) == (40546, 1, True)
+
+
+def test_a_file_without_versions_is_applied_as_it_is_and_says_so(app: Flask, admin: FlaskClient) -> None:
+    _, packs = ids(app)
+    with app.app_context():
+        admin_user = db.session.scalars(sa.select(User).where(User.role == "admin")).first()
+        prices.retire_package(packs[90], 1, admin_user)
+    hand_made = "product_slug,strength_slug,units,price,active\nnaltrexone,50-mg,90,590.00,true\n"
+    response = upload(admin, hand_made)
+    assert response.status_code == 302
+    said = flashes(admin.get(response.headers["Location"]).get_data(as_text=True))
+    assert ("1 row(s) had no version from an export: they were applied as they are, over any change made to "
+            "those packages meanwhile.") in said
+    assert state(app, packs[90]) == (59000, 3, True)
+    bad = "product_slug,strength_slug,units,price,active,version\nnaltrexone,50-mg,90,590.00,true,x1\n"
+    response = upload(admin, bad)
+    assert response.status_code == 422
+    assert table(html.unescape(response.get_data(as_text=True)), "Rows with problems") == [
+        ["2", "version 'x1': not a version the export writes (leave it as exported)"]]
 
 
 def confirm_form(page: str) -> dict[str, str]:
@@ -811,8 +861,8 @@ def test_a_file_with_a_long_or_odd_name_is_imported(app: Flask, admin: FlaskClie
 
 @pytest.mark.parametrize(("content", "message"), [
     ("product,price\nnaltrexone,1.00\n",
-     "The first line must name the columns product_slug,strength_slug,units,price,active,price_when_exported "
-     "(price_when_exported may be left out). Missing: product_slug, strength_slug, units, active. Unknown: "
+     "The first line must name the columns product_slug,strength_slug,units,price,active,version "
+     "(version may be left out). Missing: product_slug, strength_slug, units, active. Unknown: "
      "product."),
     ("product_slug,strength_slug,units,price,active\n", "The file has no rows after the column names."),
     (b"\xff\xfe\x00bad", "The file is not UTF-8 text: save it as CSV (UTF-8)."),
