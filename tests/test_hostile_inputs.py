@@ -4,7 +4,9 @@ The endpoints are the access matrix's, which must name every endpoint of the URL
 route is walked as soon as it has its access rows; the valid URLs come from those rows. Roles:
 visitor, customer, pharmacist, admin, and a pharmacist owing the second factor. Values: ids beyond
 32 and 64 bits, negative and zero, Unicode digits that pass `str.isdigit()` ("²") or `int()` ("٣"),
-empty, 10,000 characters, NUL, invalid UTF-8, and lists of values. Nothing may answer 5xx; and a
+empty, 10,000 characters, NUL, invalid UTF-8, and lists of values; days and decimals that parse but
+break what follows (9999-12-31, 0001-01-01, 1e999999, NaN); and, to every file input, CSV files with
+NUL and control characters in their cells. Nothing may answer 5xx; and a
 GET, a request to a path that names nothing, or a POST whose every field is hostile changes nothing
 in the database (audit, session, outbox and reset rows aside: a refused sign-in is rightly recorded;
 MAY_CHANGE lists the actions that take no input).
@@ -15,9 +17,12 @@ endpoint and method), so it replaces the per-test fresh catalog of tests/conftes
 
 from __future__ import annotations
 
+import base64
+import csv
 import datetime as dt
 import hashlib
 import inspect
+import io
 import re
 import sys
 from collections.abc import Iterator
@@ -62,9 +67,14 @@ HOSTILE = {
     "NUL": "%00",
     "invalid UTF-8": "%ff%fe",
 }
+# Values that pass a first parse and break what is done next: days with no day after or before them,
+# a Decimal() that overflows once multiplied and one that fails every comparison. Sent as query
+# values and, one field at a time, into each field that carries a number or a date.
+EXTREME = {"last day": "9999-12-31", "first day": "0001-01-01", "exponent": "1e999999", "NaN": "NaN"}
+VALUES = HOSTILE | EXTREME
 # Generic query names any list or form page might read, besides the view's own.
 GENERIC_ARGS = ("page", "after", "before", "q", "next", "id", "product", "strength", "lot", "status",
-                "role", "action", "kind", "order", "sort")
+                "role", "action", "kind", "order", "sort", "from", "to")
 # Generic form names: every integer the shop's forms carry.
 GENERIC_FIELDS = ("quantity", "package_id", "address_id", "product_id", "strength_id", "lot_id",
                   "version", "units", "position", "page")
@@ -121,7 +131,8 @@ def changed(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]
 class Form:
     action: str
     fields: dict[str, list[str]] = field(default_factory=dict)  # name -> value(s) the page sends
-    numeric: set[str] = field(default_factory=set)  # fields that carry a number (or an id)
+    numeric: set[str] = field(default_factory=set)  # fields that carry a number (or an id) or a date
+    files: list[str] = field(default_factory=list)  # file inputs
 
 
 def _is_number(value: str) -> bool:
@@ -147,12 +158,15 @@ class FormParser(HTMLParser):
             self.options.append((a.get("value", ""), "selected" in a))
         elif self.current is None or not a.get("name"):
             return
+        elif tag == "input" and a.get("type") == "file":
+            self.current.files.append(a["name"])
         elif tag == "input" and a.get("type") not in ("submit", "button", "file", "image", "reset"):
             if a.get("type") in ("checkbox", "radio") and "checked" not in a:
                 self.current.fields.setdefault(a["name"], [])
             else:
                 self.current.fields.setdefault(a["name"], []).append(a.get("value", ""))
-            if a.get("type") == "number" or "inputmode" in a or _is_number(a.get("value", "")):
+            if (a.get("type") in ("number", "date", "datetime-local") or "inputmode" in a
+                    or _is_number(a.get("value", ""))):
                 self.current.numeric.add(a["name"])
         elif tag == "select":
             self.select, self.options = a["name"], []
@@ -355,6 +369,25 @@ def path_variants(rule: str) -> dict[str, str]:
     return {label: re.sub(r"<[^>]+>", value, rule) for label, value in HOSTILE.items()}
 
 
+def hostile_files(world: World) -> list[tuple[str, bytes]]:
+    """(filename, content): each CSV export of the shop with its first row's cells, one at a time,
+    holding a NUL (the other cells valid, so the row gets as far as the database), and one with a
+    control character in every cell; then bytes that are no text at all."""
+    client = world.client("admin")
+    files = []
+    for url in sorted({url for _e, method, url, *_ in MATRIX if method == "GET" and url.endswith(".csv")}):
+        header, first = list(csv.reader(client.get(url).get_data(as_text=True).splitlines()))[:2]
+        rows = [[*first[:column], first[column][:2] + "\x00" + first[column][2:], *first[column + 1:]]
+                for column in range(len(first))]
+        rows.append([f"{cell[:1]}{bad}{cell[1:]}" for cell, bad in zip(first, "\x1b\t\n\x7f\x85\x01", strict=False)])
+        for number, row in enumerate(rows):
+            out = io.StringIO()
+            csv.writer(out).writerows([header, row])
+            files.append((f"{number}-{url.rsplit('/', 1)[-1]}", out.getvalue().encode()))
+    assert len(files) >= 12  # the price and the stock exports
+    return [*files, ("junk.csv", bytes(range(32)) + b"\xff\xfe\x00,\x00\n" * 3)]
+
+
 def post(client: FlaskClient, url: str, token: str, pairs: list[tuple[str, str]]):
     return client.post(url, data=body([("csrf_token", token), *pairs]),
                        content_type="application/x-www-form-urlencoded")
@@ -370,6 +403,7 @@ ROUTER_ALONE = ("2**63", "zero", "empty", "10,000 characters", "NUL")
 MAY_BE_VALID = ("negative", "zero", "empty")
 # One field at a time, the others as the page filled them in, into each field that carries a number
 # or an id: the values that broke integer parsing (overflow, a digit int() refuses). NUL never reaches a view (shop/inputs.py; tested below).
+# The extreme values go to the first role the view lets in (the others read their input the same way).
 ONE_FIELD_VALUES = ("huge", "superscript two")
 
 
@@ -403,6 +437,7 @@ def test_hostile_inputs(world: World, endpoint: str, method: str) -> None:
         client = world.client(role)
         token = world.token(role) if method == "POST" else ""
         path = urlsplit(valid_url(world, endpoint, method)).path
+        one_field = (*ONE_FIELD_VALUES, *EXTREME) if role == allowed[0] else ONE_FIELD_VALUES
         before = snapshot()
         # Hostile values in the path: nothing is found, nothing changes.
         if "<" in rule and (role == allowed[0] or not only_ids):
@@ -415,10 +450,10 @@ def test_hostile_inputs(world: World, endpoint: str, method: str) -> None:
             # Each of the view's own query names alone, then every name at once.
             own, generic = query_names(app, endpoint)
             for name in own:
-                for label in ONE_FIELD_VALUES:
-                    check(role, f"GET ?{name}={label}", client.get(f"{path}?{body([(name, HOSTILE[label])])}"))
-            # The page reads its query the same way for every role: the others get two values.
-            values_for_role = HOSTILE if role == allowed[0] else {k: HOSTILE[k] for k in ONE_FIELD_VALUES}
+                for label in one_field:
+                    check(role, f"GET ?{name}={label}", client.get(f"{path}?{body([(name, VALUES[label])])}"))
+            # The page reads its query the same way for every role: the others get fewer values.
+            values_for_role = VALUES if role == allowed[0] else {k: VALUES[k] for k in ONE_FIELD_VALUES}
             for label, value in [*values_for_role.items(), ("list of values", None)]:
                 values = ("%D9%A3", "1") if value is None else (value,)
                 everything = body([(name, v) for name in own + generic for v in values])
@@ -443,15 +478,42 @@ def test_hostile_inputs(world: World, endpoint: str, method: str) -> None:
         if endpoint not in MAY_CHANGE:
             unchanged(role, "POST with every field hostile", before)
         world.current = None  # what follows may rightly change things
-        for label in MAY_BE_VALID:
+        for label in (*MAY_BE_VALID, *(EXTREME if role == allowed[0] else ())):
             check(role, f"POST every field={label}", post(client, target, token,
-                                                          [(n, HOSTILE[label]) for n in names]))
+                                                          [(n, VALUES[label]) for n in names]))
         for name in [name for name in own_fields if name in form.numeric]:
             filled = [(n, quote(v, safe="")) for n, values in form.fields.items()
                       if n not in ("csrf_token", name) for v in values]
-            for label in ONE_FIELD_VALUES:
-                check(role, f"POST {name}={label}", post(client, target, token, [(name, HOSTILE[label]), *filled]))
+            for label in one_field:
+                check(role, f"POST {name}={label}", post(client, target, token, [(name, VALUES[label]), *filled]))
+        # A file input: files with NUL and control bytes, as CSV in each import's columns and as junk.
+        for name in form.files if form else []:
+            filled = {n: values for n, values in form.fields.items() if n != "csrf_token"}
+            before = snapshot(fresh=True)
+            for filename, content in hostile_files(world):
+                response = client.post(target, content_type="multipart/form-data", data={
+                    **filled, "csrf_token": token, name: (io.BytesIO(content), filename)})
+                check(role, f"POST {name}={filename}", response)
+            if endpoint not in MAY_CHANGE:
+                unchanged(role, "POST with hostile files", before)
     assert failures == []
+
+
+def test_a_price_import_confirmed_with_hostile_contents_changes_nothing(world: World) -> None:
+    """The confirm step carries the file back in base64: hostile files there are refused too."""
+    client = world.client("admin")
+    token = world.token("admin")
+    with world.app.app_context():
+        before = fingerprint()
+    for filename, content in hostile_files(world):
+        for accept in ("x", "0" * 64, "NaN"):
+            response = post(client, "/admin/prices/import/confirm", token, [
+                ("content", quote(base64.b64encode(content).decode(), safe="")), ("filename", filename),
+                ("accept", accept)])
+            assert response.status_code < 500, (filename, world.errors[-1:])
+    with world.app.app_context():
+        assert changed(before, fingerprint()) == []
+    world.current = None
 
 
 def test_every_endpoint_is_walked(app: Flask) -> None:
