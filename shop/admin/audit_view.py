@@ -118,6 +118,7 @@ ACTION_WORDS = {
     "payment.declined": "Card declined",
     "payment.failed": "Payment failed",
     "payment.hold_released": "Card hold released",
+    "payment.hold_cancelled": "Card hold cancelled by a request at Stripe (not a lapse)",
     "payment.amount_mismatch": "Refused a payment for the wrong amount",
 }
 # Families of codes built from a word (shop/admin/monograph_rows.py, prescription files, order steps).
